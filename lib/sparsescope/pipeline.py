@@ -1,0 +1,92 @@
+"""`make report`: run the notebooks per model with papermill, then stitch the report with nbconvert.
+
+Each notebook run writes into a temporary folder renamed on success, so a finished model is skipped on
+rerun and a killed run never looks complete.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .errors import SparsescopeError
+from .report import result_slug
+from .runs import atomic_dir, atomic_write_text
+from .sources import profile_models, resolve
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+REPORT_DIR = ROOT / "report"
+REPORT_TEMPLATE = REPORT_DIR / "sparsity_report.ipynb"
+REPORT_TITLE = "Weight sparsity in transformers"
+KERNEL = "sparsescope"
+STAGES = {"distribution": "01_distribution.ipynb"}
+
+
+def run_notebook(notebook: Path, out_dir: Path, parameters: dict, kernel: str = KERNEL) -> bool:
+    """Execute `notebook` into `out_dir` unless a finished run is already there. True if it ran."""
+    import papermill
+    if (out_dir / "manifest.json").exists():
+        print(f"  {out_dir} is complete, skipped")
+        return False
+    with atomic_dir(out_dir) as tmp:
+        try:
+            papermill.execute_notebook(str(notebook), str(tmp / notebook.name), parameters={**parameters, "out_dir": str(tmp)},
+                                       kernel_name=kernel, progress_bar=False, cwd=str(ROOT))
+        except papermill.PapermillExecutionError as err:
+            if err.ename == "SparsescopeError":
+                raise SparsescopeError(err.evalue) from None
+            raise SparsescopeError(f"{notebook.name} failed for {parameters.get('model')}: {err.ename}: "
+                                   f"{err.evalue} (the executed notebook is in {tmp})") from None
+    return True
+
+
+def run_models(models: list[str], results: Path, kernel: str = KERNEL) -> None:
+    for model in models:
+        resolve(model)  # fail fast, with one line, on a bad name
+        for stage, notebook in STAGES.items():
+            started = time.time()
+            print(f"[{model}] {notebook}")
+            if run_notebook(NOTEBOOKS / notebook, results / result_slug(model) / stage, {"model": model}, kernel):
+                print(f"  done in {time.time() - started:.0f} s")
+
+
+def build_report(models: list[str], results: Path, report_dir: Path = REPORT_DIR, kernel: str = KERNEL) -> Path:
+    """Execute the report notebook on the results and export it as one HTML page with code hidden."""
+    import nbformat
+    import papermill
+    from nbconvert import HTMLExporter
+    build = report_dir / "build"
+    build.mkdir(parents=True, exist_ok=True)
+    executed = build / "sparsity_report.ipynb"
+    papermill.execute_notebook(str(REPORT_TEMPLATE), str(executed),
+                               parameters={"results_dir": str(results.resolve()), "models": models},
+                               kernel_name=kernel, progress_bar=False, cwd=str(ROOT))
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    html, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4),
+                                          resources={"metadata": {"name": REPORT_TITLE}})
+    out = report_dir / "sparsity_report.html"
+    atomic_write_text(out, html)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sparsescope report", description=__doc__)
+    parser.add_argument("--profile", default="packaged", help="packaged (offline default) or seed")
+    parser.add_argument("--models", default="", help="space-separated names, hub ids or folders; overrides --profile")
+    parser.add_argument("--results", default="results", type=Path)
+    parser.add_argument("--report-dir", default=REPORT_DIR, type=Path)
+    parser.add_argument("--kernel", default=KERNEL)
+    args = parser.parse_args(argv)
+    try:
+        models = args.models.split() or profile_models(args.profile)
+        started = time.time()
+        run_models(models, args.results, args.kernel)
+        out = build_report(models, args.results, args.report_dir, args.kernel)
+        print(f"report: {out} ({time.time() - started:.0f} s)")
+    except SparsescopeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+

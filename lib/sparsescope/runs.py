@@ -1,0 +1,83 @@
+"""Run bookkeeping: folders that appear only when complete, and manifests that say what made them."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import time
+from importlib import metadata
+from pathlib import Path
+
+LIBRARIES = ("sparsescope", "torch", "transformers", "safetensors", "numpy", "pandas", "papermill", "gguf")
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | os.PathLike):
+    """Yield a temporary sibling folder; rename it to `final` only if the block finishes.
+
+    A killed or failed run leaves at most a `.tmp-*` folder, which the next run removes."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def sha256(path: str | os.PathLike, block: int = 1 << 24) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    return out
+
+
+def manifest(source: dict, files: list[Path], parameters: dict, seconds: float) -> dict:
+    """What a result came from: the model source, hashes of the files read, versions, parameters."""
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "source": source,
+        "files": {str(p): {"bytes": p.stat().st_size, "sha256": sha256(p)} for p in files},
+        "parameters": parameters,
+        "seconds": seconds,
+        "versions": library_versions(),
+        "host": {"machine": platform.machine(), "cpus": os.cpu_count()},
+    }
+
+
+def write_json(obj, path: str | os.PathLike) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(x):
+    if hasattr(x, "item"):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"cannot write {type(x).__name__} to JSON")

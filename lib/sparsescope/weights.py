@@ -1,0 +1,188 @@
+"""Weights straight from checkpoint files, one tensor at a time, and what each tensor is.
+
+`iter_tensors(folder)` never builds the model: it reads each tensor of each safetensors shard with a
+plain `readinto`, so memory holds one tensor (no mmap pages pile up in RSS). `tag(name, shape)` says
+where a tensor sits (stack, block, component) and whether one-shot pruning touches it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from .errors import SparsescopeError
+
+SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
+
+
+# ---------------------------------------------------------------------------------------- files
+def weight_files(folder: str | os.PathLike) -> list[Path]:
+    """The checkpoint files of an HF folder: safetensors shards if any, else pickle shards."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SparsescopeError(f"{folder} is not a folder: pass an HF model folder or a registry name")
+    for index_name, suffix in (("model.safetensors.index.json", ".safetensors"),
+                               ("pytorch_model.bin.index.json", ".bin")):
+        index = folder / index_name
+        if index.exists():
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            missing = [s for s in shards if not (folder / s).exists()]
+            if missing:
+                raise SparsescopeError(f"{index} lists shards that are missing: {', '.join(missing)}; "
+                                       "download the whole checkpoint again")
+            return [folder / s for s in shards]
+    files = sorted(folder.glob("*.safetensors")) or sorted(
+        p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and p.name.startswith(("pytorch_model", "model")))
+    if not files:
+        raise SparsescopeError(f"{folder} holds no *.safetensors or pytorch_model*.bin file: "
+                               "pass a folder written by save_pretrained")
+    return files
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    start: int  # absolute byte offset in the file
+    nbytes: int
+
+
+def read_safetensors_header(path: str | os.PathLike) -> tuple[list[TensorInfo], dict]:
+    """Parse and validate a safetensors header; every problem names the file."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise SparsescopeError(f"corrupt safetensors file {path}: shorter than its 8-byte header length")
+        (header_len,) = struct.unpack("<Q", head)
+        if header_len > size - 8:
+            raise SparsescopeError(f"corrupt or truncated safetensors file {path}: header of {header_len} bytes "
+                                   f"does not fit in a {size}-byte file")
+        try:
+            header = json.loads(f.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise SparsescopeError(f"corrupt safetensors file {path}: header is not JSON ({err})") from None
+    metadata = header.pop("__metadata__", None) or {}
+    data_start, data_len = 8 + header_len, size - 8 - header_len
+    infos = []
+    for name, spec in header.items():
+        try:
+            dtype = SAFETENSORS_DTYPES[spec["dtype"]]
+            shape = tuple(int(d) for d in spec["shape"])
+            begin, end = (int(x) for x in spec["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise SparsescopeError(f"corrupt safetensors file {path}: bad entry for tensor {name!r}") from None
+        numel = 1
+        for d in shape:
+            numel *= d
+        if end - begin != numel * dtype.itemsize or begin < 0:
+            raise SparsescopeError(f"corrupt safetensors file {path}: tensor {name!r} has {end - begin} bytes "
+                                   f"for shape {list(shape)} of {spec['dtype']}")
+        if end > data_len:
+            raise SparsescopeError(f"truncated safetensors file {path}: tensor {name!r} ends at byte "
+                                   f"{data_start + end} but the file has {size}; download it again")
+        infos.append(TensorInfo(name, dtype, shape, data_start + begin, end - begin))
+    infos.sort(key=lambda t: t.start)
+    return infos, metadata
+
+
+def read_tensor(f, info: TensorInfo) -> torch.Tensor:
+    """One tensor from an open safetensors file, copied into fresh memory."""
+    buf = torch.empty(info.nbytes, dtype=torch.uint8)
+    f.seek(info.start)
+    if f.readinto(buf.numpy()) != info.nbytes:
+        raise SparsescopeError(f"truncated safetensors file {f.name}: tensor {info.name!r} is cut short")
+    return buf.view(info.dtype).reshape(info.shape)
+
+
+def load_pickle_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError ... for bad files
+        raise SparsescopeError(f"cannot read pickle checkpoint {path} with weights_only=True "
+                               f"({type(err).__name__}: {str(err).splitlines()[0][:120]}); sparsescope never "
+                               "unpickles arbitrary code: convert it to safetensors") from None
+
+
+def list_tensors(folder: str | os.PathLike) -> list[tuple[str, torch.dtype, tuple[int, ...]]]:
+    """(name, dtype, shape) of every tensor, from headers only where the format allows."""
+    out = []
+    for path in weight_files(folder):
+        if path.suffix == ".safetensors":
+            out += [(t.name, t.dtype, t.shape) for t in read_safetensors_header(path)[0]]
+        else:
+            out += [(n, t.dtype, tuple(t.shape)) for n, t in load_pickle_state_dict(path).items()]
+    return out
+
+
+def iter_tensors(folder: str | os.PathLike) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield (name, tensor) for every tensor of the checkpoint, one at a time."""
+    for path in weight_files(folder):
+        if path.suffix == ".safetensors":
+            infos, _ = read_safetensors_header(path)
+            with open(path, "rb", buffering=0) as f:
+                for info in infos:
+                    yield info.name, read_tensor(f, info)
+        else:
+            state = load_pickle_state_dict(path)
+            for name in list(state):
+                yield name, state.pop(name).contiguous()
+
+
+# -------------------------------------------------------------------------------------- tagging
+@dataclass(frozen=True)
+class Tag:
+    """Where a tensor sits. stack: encoder/decoder/shared; block: index or None outside blocks."""
+    name: str
+    stack: str
+    block: int | None
+    component: str
+    prunable: bool
+
+
+COMPONENTS = ("embedding", "position", "attention", "mlp", "norm", "bias", "head", "conv", "buffer", "other")
+PRUNABLE_COMPONENTS = ("attention", "mlp")
+
+_STACK = re.compile(r"^(?:[A-Za-z_]+\.)?(encoder|decoder)\.")
+_BLOCK = re.compile(r"(?:^|\.)(?:layer|layers|h|block|blocks)\.(\d+)\.")
+# First match wins, so the order matters: a LayerNorm inside attention is a norm, not attention.
+_COMPONENT_RULES = [
+    ("buffer", re.compile(r"(?:^|\.)attn\.(?:masked_)?bias$|position_ids$|\.num_batches_tracked$")),
+    ("position", re.compile(r"position|relative_attention_bias|(?:^|\.)wpe\.")),
+    ("embedding", re.compile(r"embed|(?:^|\.)wte\.|word_embeddings|token_type|(?:^|\.)shared\.weight$")),
+    ("norm", re.compile(r"norm|(?:^|\.)ln_|layer_norm", re.IGNORECASE)),
+    ("conv", re.compile(r"(?:^|\.)conv\d*\.")),
+    ("head", re.compile(r"lm_head|proj_out|(?:^|\.)cls\.|pooler|classifier|(?:^|\.)score\.")),
+    ("bias", re.compile(r"(?:\.bias|\.beta)$")),
+    ("attention", re.compile(r"attn|attention|(?:^|\.)(?:q|k|v|o|query|key|value|q_proj|k_proj|v_proj|o_proj)\.",
+                             re.IGNORECASE)),
+    ("mlp", re.compile(r"mlp|ffn|DenseReluDense|intermediate|output\.dense|(?:^|\.)(?:fc\d|c_fc|c_proj|"
+                       r"gate_proj|up_proj|down_proj|wi|wi_0|wi_1|wo|dense_h_to_4h|dense_4h_to_h)\.")),
+]
+FAMILY_DEFAULT_STACK = {"encoder-only": "encoder", "decoder-only": "decoder", "encoder-decoder": "shared"}
+
+
+def tag(name: str, shape: tuple[int, ...], family: str | None = None, floating: bool = True) -> Tag:
+    """Tag a tensor by its HF name across BERT, GPT-2, T5, Llama and Whisper naming."""
+    m = _STACK.match(name)
+    stack = m.group(1) if m else FAMILY_DEFAULT_STACK.get(family or "", "shared")
+    m = _BLOCK.search(name)
+    block = int(m.group(1)) if m else None
+    component = "buffer" if not floating else next(
+        (c for c, rule in _COMPONENT_RULES if rule.search(name)), "other")
+    prunable = len(shape) == 2 and block is not None and component in PRUNABLE_COMPONENTS
+    return Tag(name, stack, block, component, prunable)
