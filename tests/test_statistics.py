@@ -36,7 +36,7 @@ def test_scanner_exact_with_ties_zeros_thresholds_and_outliers():
     w[20:30] = -float(np.nextafter(np.float32(1e-3), np.float32(0)))  # one ulp below it
     w[30:35] = 0.5                       # far beyond 6 sigma
     w[35:40] = 1e-12                     # below the log10 histogram's range
-    acc = TensorScanner(chunk=1 << 16).scan(w)
+    acc = TensorScanner().scan(w)
     abs_w = w.abs().numpy()
     check_against_numpy(acc, abs_w)
     std = float(w.double().std(unbiased=False))

@@ -65,6 +65,7 @@ REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [
 ]}
 PROFILES = {p: [e.name for e in REGISTRY.values() if e.profile == p] for p in ("packaged", "seed")}
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"]
+HUB_PICKLE_PATTERNS = ["pytorch_model*.bin", "pytorch_model*.bin.index.json"]  # only where no safetensors exist
 
 
 def profile_help() -> str:
@@ -136,7 +137,10 @@ MATERIALIZERS = {"smollm2-135m": _materialize_smollm2, "whisper-tiny-en": _mater
 def _hub_folder(entry: ModelEntry) -> Path:
     try:
         from huggingface_hub import snapshot_download
-        return Path(snapshot_download(entry.hub_id, allow_patterns=HUB_PATTERNS))
+        folder = Path(snapshot_download(entry.hub_id, allow_patterns=HUB_PATTERNS))
+        if not list(folder.glob("*.safetensors")):  # e.g. google/t5-v1_1-xl ships pickles only
+            folder = Path(snapshot_download(entry.hub_id, allow_patterns=HUB_PATTERNS + HUB_PICKLE_PATTERNS))
+        return folder
     except Exception as err:  # offline, unknown repo, gated repo ... all end the same way for the user
         reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
         what = f"{entry.name!r}" + (f" ({entry.hub_id})" if entry.hub_id != entry.name else "")

@@ -6,19 +6,18 @@ bin index with 128 log-spaced bins per octave, and `bincount` over them is an *e
 bin edges are known floats. Thresholds that fall inside a bin (1e-3 is no bf16 number) are resolved
 exactly by a lookup table that flags the few elements of that one bin.
 
-Everything is computed in one read of the checkpoint: per tensor a moments pass and a bits pass over
-chunks that stay in cache; `WeightStats` merges tensors into groups (all, prunable, per stack, per
+Everything is computed in one read of the checkpoint: per tensor a moments pass and a bits pass, each a
+fused multi-threaded numba loop; `WeightStats` merges tensors into groups (all, prunable, per stack, per
 block, per component).
 """
 from __future__ import annotations
 
 import math
 import os
-import queue
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -26,7 +25,6 @@ from tqdm.auto import tqdm
 from .weights import iter_tensors, list_tensors, tag
 
 N_KEYS = 1 << 15            # top 16 bits of a float32 without its sign bit
-CHUNK = 1 << 20             # elements per pass; 4 MB of float32 stays in L2/L3
 THRESHOLDS = {"1e-4": 1e-4, "1e-3": 1e-3, "1e-2": 1e-2, "1e-1": 1e-1, "1": 1.0}
 QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 OUTLIER_SIGMAS = 6.0
@@ -112,75 +110,79 @@ class Accumulator:
 
 
 # ------------------------------------------------------------------------------- one tensor
-class TensorScanner:
-    """Computes an Accumulator for one tensor with preallocated chunk buffers."""
+# Two fused, multi-threaded passes (numba): torch would need a dozen elementwise passes for the same.
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def _moments(x, n_threads):
+    """Sums of w, w^2, w^3, w^4 in float64 (reassociated per thread: fastmath is fine for sums)."""
+    n = x.size
+    parts = np.zeros((n_threads, 4))
+    step = (n + n_threads - 1) // n_threads
+    for t in numba.prange(n_threads):
+        s1 = s2 = s3 = s4 = 0.0
+        for i in range(t * step, min(n, (t + 1) * step)):
+            v = np.float64(x[i])
+            v2 = v * v
+            s1 += v
+            s2 += v2
+            s3 += v2 * v
+            s4 += v2 * v2
+        parts[t, 0], parts[t, 1], parts[t, 2], parts[t, 3] = s1, s2, s3, s4
+    return parts.sum(axis=0)
 
-    def __init__(self, chunk: int = CHUNK):
-        self.chunk = chunk
-        self.bits = torch.empty(chunk, dtype=torch.int32)
-        self.keys = torch.empty(chunk, dtype=torch.int32)
-        self.edge_at_key = torch.empty(chunk, dtype=torch.int32)
-        self.square = torch.empty(chunk, dtype=torch.float32)
-        # lut[k] is the exclusive bound inside bin k that we must split at, else the bin's own lower
-        # edge (so `bits < lut[key]` is false outside the split bins).
-        self.base_lut = (torch.arange(N_KEYS, dtype=torch.int64) << 16).to(torch.int32)
+
+@numba.njit(parallel=True, cache=True)
+def _split_histogram(bits, split_at, n_threads):
+    """Counts of 2*key + (|bits| < split_at[key]): the key histogram with each bin cut at its split."""
+    n = bits.size
+    local = np.zeros((n_threads, 2 * split_at.size), np.int64)
+    step = (n + n_threads - 1) // n_threads
+    for t in numba.prange(n_threads):
+        for i in range(t * step, min(n, (t + 1) * step)):
+            b = bits[i] & 0x7FFFFFFF
+            k = b >> 16
+            local[t, 2 * k + (1 if b < split_at[k] else 0)] += 1
+    return local.sum(axis=0)
+
+
+class TensorScanner:
+    """Computes an Accumulator for one tensor: a moments pass, then a histogram pass."""
+
+    def __init__(self):
+        # split_at[k] is the bit pattern bin k is cut at, else the bin's own lower edge (no cut)
+        self.base_split = (np.arange(N_KEYS, dtype=np.uint32) << 16)
         self.fixed = {"zero": 1, **{k: float32_bits(v) for k, v in THRESHOLDS.items()}}
 
     def scan(self, w: torch.Tensor) -> Accumulator:
         w = w.detach().reshape(-1)
         if w.dtype != torch.float32:
             w = w.float()  # exact for fp16/bf16
-        acc = Accumulator(n=w.numel())
-        chunks = [w[s:s + self.chunk] for s in range(0, w.numel(), self.chunk)]
-        # pass 1: moments, for the mean/std/kurtosis and this tensor's outlier threshold
-        for c in chunks:
-            sq = self.square[: c.numel()]
-            torch.mul(c, c, out=sq)
-            acc.moments += (float(c.sum()), float(sq.sum()), float(torch.dot(sq, c)), float(torch.dot(sq, sq)))
+        x = w.numpy()
+        acc = Accumulator(n=x.size)
+        acc.moments = _moments(x, numba.get_num_threads()) if x.size else np.zeros(4)
         _, std, _ = acc.mean_std_kurtosis()
-        # split points: fixed thresholds plus |w| <= 6 sigma (bits below next float up)
         splits = dict(self.fixed)
-        outlier_bits = float32_bits(OUTLIER_SIGMAS * std) + 1 if std > 0 and math.isfinite(std) else None
-        lut = self.base_lut.clone()
-        by_key: dict[int, list[str]] = {}
+        if std > 0 and math.isfinite(std):
+            splits["outlier"] = float32_bits(OUTLIER_SIGMAS * std) + 1  # |w| <= 6 sigma  <=>  bits < this
+        # one cut per bin: the outlier cut yields to a fixed threshold in the same bin, counted directly
+        split_at, direct = self.base_split.copy(), []
         for label, b in splits.items():
-            lut[b >> 16] = b
-            by_key.setdefault(b >> 16, []).append(label)
-        direct_outliers = False
-        if outlier_bits is not None:
-            if (outlier_bits >> 16) in by_key:
-                direct_outliers = True  # shares a split bin with a fixed threshold: count it directly
+            if split_at[b >> 16] != self.base_split[b >> 16]:
+                direct.append(label)
             else:
-                lut[outlier_bits >> 16] = outlier_bits
-                by_key[outlier_bits >> 16] = ["outlier"]
-        hist = torch.zeros(N_KEYS, dtype=torch.int64)
-        straddle = torch.zeros(N_KEYS, dtype=torch.int64)
-        n_outlier_direct = 0
-        # pass 2: bit patterns -> exact histogram and exact split counts
-        for c in chunks:
-            m = c.numel()
-            bits, keys, edge = self.bits[:m], self.keys[:m], self.edge_at_key[:m]
-            torch.bitwise_and(c.view(torch.int32), 0x7FFFFFFF, out=bits)
-            torch.bitwise_right_shift(bits, 16, out=keys)
-            hist += torch.bincount(keys, minlength=N_KEYS)
-            torch.index_select(lut, 0, keys, out=edge)
-            below_split = keys[bits < edge]
-            if below_split.numel():
-                straddle += torch.bincount(below_split, minlength=N_KEYS)
-            if direct_outliers:
-                n_outlier_direct += int(torch.count_nonzero(bits >= outlier_bits))
-        hist_np, straddle_np = hist.numpy(), straddle.numpy()
-        cum = np.concatenate([[0], np.cumsum(hist_np)])
+                split_at[b >> 16] = b
+        counts = _split_histogram(x.view(np.uint32), split_at, numba.get_num_threads()).reshape(N_KEYS, 2)
+        acc.hist = counts.sum(axis=1)
+        cum = np.concatenate([[0], np.cumsum(acc.hist)])
 
         def count_below(b: int) -> int:
-            k = b >> 16
-            return int(cum[k] + straddle_np[k])
+            return int(cum[b >> 16] + counts[b >> 16, 1])
 
-        acc.hist = hist_np
-        acc.n_zero = count_below(splits["zero"])
-        acc.below = {k: count_below(splits[k]) for k in THRESHOLDS}
-        if outlier_bits is not None:
-            acc.n_outlier = n_outlier_direct if direct_outliers else acc.n - count_below(outlier_bits)
+        below = {label: int(np.count_nonzero((x.view(np.uint32) & 0x7FFFFFFF) < b)) if label in direct
+                 else count_below(b) for label, b in splits.items()}
+        acc.n_zero = below["zero"]
+        acc.below = {k: below[k] for k in THRESHOLDS}
+        if "outlier" in below:
+            acc.n_outlier = acc.n - below["outlier"]
         return acc
 
 
@@ -261,32 +263,12 @@ def cdf(acc: Accumulator) -> tuple[np.ndarray, np.ndarray]:
     return KEY_EDGES[keep + 1], cum[keep] / max(acc.n, 1)
 
 
-def _prefetch(iterator, depth: int = 1):
-    """Read the next tensor on a second thread while this one is scanned (file reads drop the GIL)."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-
-    def worker():
-        try:
-            for item in iterator:
-                q.put(item)
-            q.put(done)
-        except BaseException as err:  # hand reader errors to the consumer
-            q.put(err)
-
-    threading.Thread(target=worker, daemon=True).start()
-    while (item := q.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-
-
 def analyze_folder(folder: str | os.PathLike, family: str | None = None, progress: bool = True) -> WeightStats:
     """Stream every tensor of an HF folder once and return its statistics."""
     total = sum(math.prod(shape) for _, dtype, shape in list_tensors(folder) if dtype.is_floating_point)
     stats, scanner = WeightStats(family), TensorScanner()
     with tqdm(total=total, unit="w", unit_scale=True, desc="weights", disable=not progress) as bar:
-        for name, w in _prefetch(iter_tensors(folder)):
+        for name, w in iter_tensors(folder):
             stats.add_tensor(name, w, scanner)
             if w.is_floating_point():
                 bar.update(w.numel())

@@ -1,12 +1,14 @@
 """Weights straight from checkpoint files, one tensor at a time, and what each tensor is.
 
-`iter_tensors(folder)` never builds the model: it reads each tensor of each safetensors shard with a
-plain `readinto`, so memory holds one tensor (no mmap pages pile up in RSS). `tag(name, shape)` says
+`iter_tensors(folder)` never builds the model: it maps each tensor of each safetensors shard on its
+own (copy-on-write, so nothing is copied until written) and the mapping goes when the tensor does, so
+memory holds about one tensor whatever the model size. `tag(name, shape)` says
 where a tensor sits (stack, block, component) and whether one-shot pruning touches it.
 """
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import re
 import struct
@@ -100,13 +102,15 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[list[TensorInfo], 
     return infos, metadata
 
 
-def read_tensor(f, info: TensorInfo) -> torch.Tensor:
-    """One tensor from an open safetensors file, copied into fresh memory."""
-    buf = torch.empty(info.nbytes, dtype=torch.uint8)
-    f.seek(info.start)
-    if f.readinto(buf.numpy()) != info.nbytes:
-        raise SparsescopeError(f"truncated safetensors file {f.name}: tensor {info.name!r} is cut short")
-    return buf.view(info.dtype).reshape(info.shape)
+def map_tensor(f, info: TensorInfo) -> torch.Tensor:
+    """One tensor of an open safetensors file, mapped from the page cache; unmapped when freed."""
+    if info.nbytes == 0:
+        return torch.empty(info.shape, dtype=info.dtype)
+    offset = info.start - info.start % mmap.ALLOCATIONGRANULARITY
+    mapped = mmap.mmap(f.fileno(), info.start + info.nbytes - offset, offset=offset, access=mmap.ACCESS_COPY)
+    mapped.madvise(mmap.MADV_WILLNEED)  # start read-ahead when the file is not cached yet
+    raw = torch.frombuffer(mapped, dtype=torch.uint8, count=info.nbytes, offset=info.start - offset)
+    return raw.view(info.dtype).reshape(info.shape)
 
 
 def load_pickle_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -134,9 +138,9 @@ def iter_tensors(folder: str | os.PathLike) -> Iterator[tuple[str, torch.Tensor]
     for path in weight_files(folder):
         if path.suffix == ".safetensors":
             infos, _ = read_safetensors_header(path)
-            with open(path, "rb", buffering=0) as f:
+            with open(path, "rb") as f:
                 for info in infos:
-                    yield info.name, read_tensor(f, info)
+                    yield info.name, map_tensor(f, info)
         else:
             state = load_pickle_state_dict(path)
             for name in list(state):
