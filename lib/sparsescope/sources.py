@@ -180,16 +180,20 @@ def describe(model: str | ModelEntry) -> dict:
             "dtype": config.get("dtype") or config.get("torch_dtype") or "float32"}
 
 
-def load_model(model: str | ModelEntry, **kwargs):
-    """The full transformers model (later notebooks); never trusts remote code."""
-    from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM,
-                              AutoModelForSeq2SeqLM, AutoModelForSpeechSeq2Seq)
-    folder = model_folder(model)
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+def auto_class(config):
+    """The transformers Auto class that builds this config's model with its own head."""
+    from transformers import (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM,
+                              AutoModelForSpeechSeq2Seq)
     archs = " ".join(config.architectures or [])
-    auto = (AutoModelForSpeechSeq2Seq if config.model_type == "whisper" else
+    return (AutoModelForSpeechSeq2Seq if config.model_type == "whisper" else
             AutoModelForSeq2SeqLM if config.is_encoder_decoder else
             AutoModelForCausalLM if family_from_config(config.to_dict()) == "decoder-only" else
             AutoModelForMaskedLM if "MaskedLM" in archs or "ForPreTraining" in archs else AutoModel)
-    return auto.from_pretrained(folder, trust_remote_code=False, **kwargs)
 
+
+def load_model(model: str | ModelEntry, **kwargs):
+    """The full transformers model; never trusts remote code."""
+    from transformers import AutoConfig
+    folder = model_folder(model)
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    return auto_class(config).from_pretrained(folder, trust_remote_code=False, **kwargs).eval()

@@ -133,18 +133,23 @@ def list_tensors(folder: str | os.PathLike) -> list[tuple[str, torch.dtype, tupl
     return out
 
 
+def iter_file_tensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor) of one checkpoint file, one at a time."""
+    if path.suffix == ".safetensors":
+        infos, _ = read_safetensors_header(path)
+        with open(path, "rb") as f:
+            for info in infos:
+                yield info.name, map_tensor(f, info)
+    else:
+        state = load_pickle_state_dict(path)
+        for name in list(state):
+            yield name, state.pop(name).contiguous()
+
+
 def iter_tensors(folder: str | os.PathLike) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield (name, tensor) for every tensor of the checkpoint, one at a time."""
     for path in weight_files(folder):
-        if path.suffix == ".safetensors":
-            infos, _ = read_safetensors_header(path)
-            with open(path, "rb") as f:
-                for info in infos:
-                    yield info.name, map_tensor(f, info)
-        else:
-            state = load_pickle_state_dict(path)
-            for name in list(state):
-                yield name, state.pop(name).contiguous()
+        yield from iter_file_tensors(path)
 
 
 # -------------------------------------------------------------------------------------- tagging
