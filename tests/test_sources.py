@@ -1,8 +1,6 @@
 """Model registry, packaged-model materialisation and the bad-input messages."""
 import os
 import shutil
-import subprocess
-from math import gcd
 from pathlib import Path
 
 import numpy as np
@@ -68,18 +66,12 @@ def test_packaged_models_describe():
 
 
 def spoken_clip(text: str) -> np.ndarray:
-    """16 kHz mono float audio of `text`, spoken by espeak-ng."""
-    import scipy.io.wavfile
-    import scipy.signal
     if shutil.which("espeak-ng") is None:
         if os.environ.get("CI"):
             pytest.fail("espeak-ng is missing: `make setup` installs it")
         pytest.skip("espeak-ng is not installed")
-    wav = subprocess.run(["espeak-ng", "--stdout", text], capture_output=True, check=True).stdout
-    import io
-    rate, audio = scipy.io.wavfile.read(io.BytesIO(wav))
-    g = gcd(16000, rate)
-    return scipy.signal.resample_poly(audio.astype(np.float32) / 32768, 16000 // g, rate // g).astype(np.float32)
+    from sparsescope.calibration import speak
+    return speak(text)
 
 
 @pytest.mark.slow

@@ -21,48 +21,61 @@ REPORT_DIR = ROOT / "report"
 REPORT_TEMPLATE = REPORT_DIR / "sparsity_report.ipynb"
 REPORT_TITLE = "Weight sparsity in transformers"
 KERNEL = "sparsescope"
-STAGES = {"distribution": "01_distribution.ipynb"}
+# stage -> (notebook, atomic): an atomic stage's folder appears only when complete; a resumable one
+# (pruning: minutes per run) keeps its finished runs in place and writes manifest.json last.
+STAGES = {"distribution": ("01_distribution.ipynb", True), "pruning": ("02_pruning.ipynb", False),
+          "benchmarks": ("03_benchmarks.ipynb", False)}
 
 
-def run_notebook(notebook: Path, out_dir: Path, parameters: dict, kernel: str = KERNEL) -> bool:
+def run_notebook(notebook: Path, out_dir: Path, parameters: dict, kernel: str = KERNEL, atomic: bool = True) -> bool:
     """Execute `notebook` into `out_dir` unless a finished run is already there. True if it ran."""
-    import papermill
     if (out_dir / "manifest.json").exists():
         print(f"  {out_dir} is complete, skipped")
         return False
-    with atomic_dir(out_dir) as tmp:
-        try:
-            papermill.execute_notebook(str(notebook), str(tmp / notebook.name), parameters={**parameters, "out_dir": str(tmp)},
-                                       kernel_name=kernel, progress_bar=False, cwd=str(ROOT))
-        except papermill.PapermillExecutionError as err:
-            if err.ename == "SparsescopeError":
-                raise SparsescopeError(err.evalue) from None
-            raise SparsescopeError(f"{notebook.name} failed for {parameters.get('model')}: {err.ename}: "
-                                   f"{err.evalue} (the executed notebook is in {tmp})") from None
+
+    if atomic:
+        with atomic_dir(out_dir) as tmp:
+            execute(notebook, tmp / notebook.name, {**parameters, "out_dir": str(tmp)}, kernel)
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        execute(notebook, out_dir / notebook.name, {**parameters, "out_dir": str(out_dir)}, kernel)
     return True
+
+
+def execute(notebook: Path, output: Path, parameters: dict, kernel: str) -> None:
+    """papermill, with a failure turned into one line (a SparsescopeError's own message where it is one)."""
+    import papermill
+    try:
+        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel,
+                                   progress_bar=False, cwd=str(ROOT))
+    except papermill.PapermillExecutionError as err:
+        if err.ename == "SparsescopeError":
+            raise SparsescopeError(err.evalue) from None
+        raise SparsescopeError(f"{notebook.name} failed ({parameters.get('model', '')}): {err.ename}: {err.evalue} "
+                               f"(the executed notebook is {output})") from None
 
 
 def run_models(models: list[str], results: Path, kernel: str = KERNEL) -> None:
     for model in models:
         resolve(model)  # fail fast, with one line, on a bad name
-        for stage, notebook in STAGES.items():
+        for stage, (notebook, atomic) in STAGES.items():
             started = time.time()
-            print(f"[{model}] {notebook}")
-            if run_notebook(NOTEBOOKS / notebook, results / result_slug(model) / stage, {"model": model}, kernel):
+            print(f"[{model}] {notebook}", flush=True)
+            parameters = {"model": model}
+            if stage == "benchmarks":
+                parameters["pruning_dir"] = str(results / result_slug(model) / "pruning")
+            if run_notebook(NOTEBOOKS / notebook, results / result_slug(model) / stage, parameters, kernel, atomic):
                 print(f"  done in {time.time() - started:.0f} s")
 
 
 def build_report(models: list[str], results: Path, report_dir: Path = REPORT_DIR, kernel: str = KERNEL) -> Path:
     """Execute the report notebook on the results and export it as one HTML page with code hidden."""
     import nbformat
-    import papermill
     from nbconvert import HTMLExporter
     build = report_dir / "build"
     build.mkdir(parents=True, exist_ok=True)
     executed = build / "sparsity_report.ipynb"
-    papermill.execute_notebook(str(REPORT_TEMPLATE), str(executed),
-                               parameters={"results_dir": str(results.resolve()), "models": models},
-                               kernel_name=kernel, progress_bar=False, cwd=str(ROOT))
+    execute(REPORT_TEMPLATE, executed, {"results_dir": str(results.resolve()), "models": models}, kernel)
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     html, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4),
                                           resources={"metadata": {"name": REPORT_TITLE}})

@@ -1,6 +1,8 @@
 """Figures shared by the notebooks and the report: magnitudes span decades, so |w| is always on a log axis."""
 from __future__ import annotations
 
+import re
+
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
@@ -86,6 +88,96 @@ def block_cdf_figure(blocks: dict[str, list[tuple[int, Accumulator]]], title: st
         ax.set_ylim(0, 100)
         norm = matplotlib.colors.Normalize(vmin=items[0][0], vmax=items[-1][0])
         fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="block index (depth)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def matrix_label(name: str) -> str:
+    """A prunable matrix's name inside its block: 'model.layers.3.self_attn.q_proj.weight' -> 'self_attn.q_proj'."""
+    inside = re.split(r"(?:^|\.)(?:layer|layers|h|block|blocks)\.\d+\.", name, maxsplit=1)[-1]
+    return inside.removesuffix(".weight")
+
+
+def layer_sparsity_heatmap(per_tensor, title: str):
+    """Sparsity of each prunable matrix, block x matrix, one panel per stack."""
+    df = per_tensor.assign(sparsity=100.0 * per_tensor["n_zero"] / per_tensor["n"],
+                           matrix=per_tensor["name"].map(matrix_label))
+    stacks = [s for s in ("encoder", "decoder", "shared") if s in set(df["stack"])]
+    width = max(6.0, 0.9 * df["matrix"].nunique())
+    fig, axes = plt.subplots(1, len(stacks), figsize=(width * len(stacks), 0.22 * df["block"].nunique() + 2.8),
+                             squeeze=False)
+    for ax, stack in zip(axes[0], stacks):
+        grid = df[df["stack"] == stack].pivot_table(index="block", columns="matrix", values="sparsity", sort=False)
+        sns.heatmap(grid, ax=ax, vmin=0, vmax=100, cmap="magma_r", cbar_kws={"label": "weights zeroed (%)"},
+                    annot=grid.shape[0] * grid.shape[1] <= 120, fmt=".0f")
+        ax.set_title(f"{stack} blocks")
+        ax.set_xlabel("matrix within the block")
+        ax.set_ylabel("block index (depth)")
+    fig.suptitle(title, wrap=True)
+    fig.tight_layout()
+    return fig
+
+
+def sparsity_size_figure(table, per_matrix, title: str):
+    """Left: how evenly each method spreads its zeros over the prunable matrices (one box per run near
+    50% and per N:M run). Right: checkpoint size relative to dense for every run."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.6), gridspec_kw={"width_ratios": [1.3, 1]})
+    target = table["target_sparsity"].iloc[(table["target_sparsity"] - 0.5).abs().argsort().iloc[0]]
+    shown = per_matrix[(per_matrix["target_sparsity"] == target) | (per_matrix["nm"].fillna("") != "")]
+    sns.boxplot(data=shown, x="run", y="sparsity", ax=left, color="0.85", fliersize=0)
+    sns.stripplot(data=shown, x="run", y="sparsity", ax=left, size=3, alpha=0.6)
+    left.set(xlabel="", ylabel="weights zeroed in one matrix (%)", ylim=(-2, 102),
+             title=f"per-matrix sparsity at {target:.0%} and N:M")
+    left.tick_params(axis="x", rotation=35)
+    for label in left.get_xticklabels():
+        label.set_horizontalalignment("right")
+    markers = iter("osD^vP*X")
+    for method, runs in table.groupby("method", sort=False):
+        right.plot(100 * runs["achieved_sparsity"], 100 * runs["saved_bytes"] / runs["dense_bytes"], next(markers),
+                   label=method, alpha=0.8)
+    right.axhline(100, color="0.6", lw=0.8, ls=":")
+    right.set(xlabel="achieved sparsity of the prunable weights (%)", ylabel="checkpoint size (% of dense)",
+              title="size on disk of the compressed checkpoint", ylim=(0, 105))
+    right.legend(fontsize="small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+METRIC_LABELS = {
+    "perplexity": ("perplexity (log scale)", True), "mlm_loss": ("masked-LM loss (nats/token)", False),
+    "mlm_top1": ("masked-LM top-1 accuracy", False), "span_loss": ("span-corruption loss (nats/token)", False),
+    "token_loss": ("transcript token loss (nats/token)", False), "wer": ("word error rate", False),
+    "retrieval_top1": ("retrieval top-1 accuracy", False), "cosine_to_dense": ("cosine to dense embedding", False),
+    "kl_from_dense": ("KL(dense ‖ pruned), nats (log scale)", True),
+}
+
+
+def quality_figure(quality, title: str):
+    """One panel per metric: value vs sparsity, a line per method; N:M runs as squares; dense dashed."""
+    metrics = [m for m in METRIC_LABELS if m in set(quality["metric"])]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), squeeze=False)
+    nm = quality["nm"].fillna("").astype(str)
+    for ax, metric in zip(axes[0], metrics):
+        rows = quality[quality["metric"] == metric]
+        dense = rows[rows["method"] == "dense"]["value"]
+        for method, runs in rows[(rows["method"] != "dense") & (nm[rows.index] == "")].groupby("method", sort=False):
+            runs = runs.sort_values("target_sparsity")
+            line = ax.plot(100 * runs["target_sparsity"], runs["value"], "o-", label=method)[0]
+            structured = rows[(rows["method"] == method) & (nm[rows.index] != "")]
+            ax.plot(100 * structured["target_sparsity"], structured["value"], "s", color=line.get_color(),
+                    markersize=8, markerfacecolor="none", label=f"{method} N:M" if len(structured) else None)
+        structured = rows[(rows["method"] == "nm_magnitude")]
+        ax.plot(100 * structured["target_sparsity"], structured["value"], "s", color="0.3", markersize=8,
+                markerfacecolor="none", label="nm_magnitude N:M" if len(structured) else None)
+        if len(dense) and metric != "kl_from_dense":
+            ax.axhline(float(dense.iloc[0]), color="0.4", ls="--", lw=1, label="dense")
+        label, log = METRIC_LABELS[metric]
+        if log:
+            ax.set_yscale("log")
+        ax.set(xlabel="sparsity of the prunable weights (%)", ylabel=label, title=metric)
+    axes[0][0].legend(fontsize="small")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -1,0 +1,189 @@
+"""Calibration: inputs from the corpus's calibration split, and the block-by-block pruning loop.
+
+The loop (as in the Wanda and SparseGPT code): one forward of the model records the arguments each
+transformer block of a stack receives; then block after block, hooks on its linear layers collect
+input statistics, the block is pruned, and its pruned outputs become the next block's inputs. An
+encoder-decoder model does its encoder stack first, then records the decoder's arguments again so the
+decoder calibrates on the pruned encoder's outputs.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .corpus import sotu_documents
+from .errors import SparsescopeError
+from .layers import is_linear
+from .sources import cache_dir
+
+BLOCK_LIST_NAMES = ("layer", "layers", "h", "block", "blocks")
+DEFAULT_SAMPLES, DEFAULT_SEQLEN = 16, 128      # CPU-friendly; the papers use 128 x 2048
+
+
+# ------------------------------------------------------------------------------------- inputs
+def calibration_text() -> str:
+    return "\n\n".join(d.text for d in sotu_documents("calibration"))
+
+
+def token_windows(tokenizer, n_samples: int, seqlen: int, seed: int) -> torch.Tensor:
+    """n seeded windows of 2*seqlen tokens, each from a random place in the calibration split.
+    Only a slice around each place is tokenised: the split is 10 M characters."""
+    text = calibration_text()
+    rng = random.Random(seed)
+    span = 16 * 2 * seqlen  # characters; English BPE runs at about 4 per token
+    if len(text) < 2 * span:
+        raise SparsescopeError(f"the calibration text ({len(text)} characters) is too short for windows of "
+                               f"{seqlen} tokens: lower the sequence length")
+    windows = []
+    for _ in range(n_samples):
+        start = rng.randrange(0, len(text) - span)
+        ids = tokenizer(text[start:start + span], add_special_tokens=False).input_ids
+        if len(ids) < 2 * seqlen + 1:
+            raise SparsescopeError(f"{type(tokenizer).__name__} made only {len(ids)} tokens of {span} characters: "
+                                   "does the model folder hold its tokenizer?")
+        windows.append(torch.tensor(ids[1:2 * seqlen + 1]))  # skip a token that may be a cut word
+    return torch.stack(windows)
+
+
+def speak(text: str) -> np.ndarray:
+    """16 kHz mono float audio of `text` spoken by espeak-ng, cached by text."""
+    import io
+    import warnings
+    from math import gcd
+    import scipy.io.wavfile
+    import scipy.signal
+    if shutil.which("espeak-ng") is None:
+        raise SparsescopeError("speech needs espeak-ng: run `make setup` or apt-get install espeak-ng")
+    cache = cache_dir() / "speech"
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.npy"
+    if not path.exists():
+        wav = subprocess.run(["espeak-ng", "--stdout", text], capture_output=True, check=True).stdout
+        with warnings.catch_warnings():  # a WAV streamed to stdout carries no final length
+            warnings.simplefilter("ignore")
+            rate, pcm = scipy.io.wavfile.read(io.BytesIO(wav))
+        g = gcd(16000, rate)
+        clip = scipy.signal.resample_poly(pcm.astype(np.float32) / 32768, 16000 // g, rate // g)
+        np.save(path, clip.astype(np.float32))
+    return np.load(path)
+
+
+def spoken_features(processor_folder: Path, texts: list[str]) -> torch.Tensor:
+    """Whisper log-mel features of `texts` spoken by espeak-ng."""
+    from transformers import WhisperFeatureExtractor
+    extractor = WhisperFeatureExtractor.from_pretrained(processor_folder)
+    return extractor([speak(t) for t in texts], sampling_rate=16000, return_tensors="pt").input_features
+
+
+def calibration_inputs(model, folder: Path, n_samples: int = DEFAULT_SAMPLES, seqlen: int = DEFAULT_SEQLEN,
+                       seed: int = 0) -> dict[str, torch.Tensor]:
+    """Model inputs for one calibration forward, by architecture."""
+    from transformers import AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    config = model.config
+    if config.model_type == "whisper":
+        words = calibration_text().split()
+        rng = random.Random(seed)
+        texts = []
+        for _ in range(n_samples):  # ~40 words: about 15 s of espeak speech, inside Whisper's 30 s window
+            s = rng.randrange(0, len(words) - 40)
+            texts.append(" ".join(words[s:s + 40]))
+        tokens = [tokenizer(t, add_special_tokens=False).input_ids for t in texts]
+        length = min(min(len(t) for t in tokens), seqlen)
+        prefix = [model.generation_config.decoder_start_token_id, tokenizer.convert_tokens_to_ids("<|notimestamps|>")]
+        return {"input_features": spoken_features(folder, texts),
+                "decoder_input_ids": torch.tensor([prefix + t[:length] for t in tokens])}
+    windows = token_windows(tokenizer, n_samples, seqlen, seed)
+    if config.is_encoder_decoder:  # T5-style: the decoder reads the window that follows
+        start_id = next(i for i in (getattr(model.generation_config, "decoder_start_token_id", None),
+                                    getattr(config, "decoder_start_token_id", None), config.pad_token_id, 0)
+                        if i is not None)
+        start = torch.full((n_samples, 1), start_id)
+        return {"input_ids": windows[:, :seqlen], "decoder_input_ids": torch.cat([start, windows[:, seqlen:-1]], 1)}
+    return {"input_ids": windows[:, :seqlen]}
+
+
+# --------------------------------------------------------------------------------- the loop
+def block_stacks(model) -> list[tuple[str, str, torch.nn.ModuleList]]:
+    """(stack, path, blocks) for every ModuleList of transformer blocks, encoder first."""
+    found = []
+    for path, module in model.named_modules():
+        inside_found = any(path.startswith(f"{p}.") for _, p, _ in found)  # T5's block.N.layer list
+        if isinstance(module, torch.nn.ModuleList) and path.split(".")[-1] in BLOCK_LIST_NAMES and len(module):
+            if not inside_found and any(is_linear(m) for m in module[0].modules()):
+                stack = "decoder" if ".decoder." in f".{path}." else "encoder" if ".encoder." in f".{path}." else (
+                    "decoder" if getattr(model.config, "is_decoder", False) or "CausalLM" in type(model).__name__
+                    or "LMHead" in type(model).__name__ else "encoder")
+                found.append((stack, path, module))
+    return sorted(found, key=lambda x: x[0] != "encoder")
+
+
+class _Stop(Exception):
+    pass
+
+
+def record_block_calls(model, inputs: dict, blocks: torch.nn.ModuleList) -> tuple[torch.Tensor, list]:
+    """Run the model once; return the hidden states entering blocks[0] and every block's other arguments."""
+    calls: list = [None] * len(blocks)
+    first_hidden: list = []
+
+    def pre_hook(index):
+        def hook(module, args, kwargs):
+            if args:
+                hidden, rest = args[0], args[1:]
+            else:
+                kwargs = dict(kwargs)
+                hidden, rest = kwargs.pop("hidden_states"), ()
+            if index == 0:
+                first_hidden.append(hidden)
+            calls[index] = (rest, {k: v for k, v in kwargs.items() if k != "hidden_states"})
+            if index == len(blocks) - 1:
+                raise _Stop
+        return hook
+
+    handles = [b.register_forward_pre_hook(pre_hook(i), with_kwargs=True) for i, b in enumerate(blocks)]
+    try:
+        with torch.no_grad():
+            model(**inputs, use_cache=False)
+    except _Stop:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    if not first_hidden or any(c is None for c in calls):
+        raise SparsescopeError(f"calibration forward never reached every block of {type(model).__name__}")
+    return first_hidden[0], calls
+
+
+def run_block(block, hidden: torch.Tensor, call) -> torch.Tensor:
+    rest, kwargs = call
+    out = block(hidden, *rest, **kwargs)
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def prune_blockwise(model, inputs: dict, make_pruner, prune_layer, progress: bool = True) -> None:
+    """Prune every linear layer inside every block, block by block, on calibration inputs.
+
+    make_pruner(layer) -> object with add_batch(inputs); prune_layer(pruner) prunes that layer."""
+    for stack, path, blocks in block_stacks(model):
+        hidden, calls = record_block_calls(model, inputs, blocks)
+        for i, block in enumerate(tqdm(blocks, desc=f"pruning {stack} blocks", disable=not progress)):
+            layers = {name: m for name, m in block.named_modules() if is_linear(m)}
+            pruners = {name: make_pruner(m) for name, m in layers.items()}
+            hooks = [m.register_forward_hook(lambda mod, args, out, p=pruners[name]: p.add_batch(args[0]))
+                     for name, m in layers.items()]
+            with torch.no_grad():
+                run_block(block, hidden, calls[i])
+            for h in hooks:
+                h.remove()
+            for pruner in pruners.values():
+                prune_layer(pruner)
+            with torch.no_grad():
+                hidden = run_block(block, hidden, calls[i])  # the pruned block's output feeds the next

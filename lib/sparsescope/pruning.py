@@ -1,0 +1,265 @@
+"""One-shot pruning of a checkpoint into a new checkpoint, by any of five methods.
+
+- global_magnitude: one threshold over all prunable weights (the seed's semantics), streamed exactly:
+  three reads of the checkpoint, never the model in memory;
+- layer_magnitude: the same fraction zeroed in every prunable matrix, streamed;
+- nm_magnitude: N:M along the input dimension (default 2:4), streamed;
+- wanda, sparsegpt: calibration-based, block by block on the loaded model (sparsegpt also N:M).
+
+Every run writes one folder (compressed and/or dense checkpoint, per-tensor sparsity, run info) under a
+temporary name renamed when complete; a finished run is reused, a folder of a different run refused.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .errors import SparsescopeError
+from .magnitude import (Threshold, apply_threshold, check_sparsity, global_threshold, n_to_prune, nm_magnitude,
+                        parse_nm, prune_smallest)
+from .runs import atomic_dir, manifest, peak_rss_bytes, reset_peak_rss, write_json
+from .sources import auto_class, describe, load_model
+from .storage import CheckpointWriter, checkpoint_bytes, copy_model_files, FORMAT, VERSION
+from .weights import iter_tensors, list_tensors, tag, weight_files
+
+METHODS = ("global_magnitude", "layer_magnitude", "nm_magnitude", "wanda", "sparsegpt")
+SAVE_FORMATS = ("compressed", "dense", "both")
+STREAMED = ("global_magnitude", "layer_magnitude", "nm_magnitude")
+CALIBRATED = ("wanda", "sparsegpt")
+EXTRA_COMPONENTS = ("embedding", "head")  # pruned only with include_embeddings
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    method: str
+    sparsity: float | None = None          # unstructured target; None with nm
+    nm: str | None = None                  # "N:M" for nm_magnitude and N:M wanda/sparsegpt
+    include_embeddings: bool = False
+    n_samples: int = 16
+    seqlen: int = 128
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise SparsescopeError(f"unknown pruning method {self.method!r}: use one of {', '.join(METHODS)}")
+        if self.method == "nm_magnitude" and not self.nm:
+            object.__setattr__(self, "nm", "2:4")
+        if self.nm:
+            if self.method in ("global_magnitude", "layer_magnitude"):
+                raise SparsescopeError(f"{self.method} is unstructured: drop nm, or use nm_magnitude for N:M")
+            n, m = parse_nm(self.nm)
+            object.__setattr__(self, "sparsity", 1 - n / m)
+        else:
+            check_sparsity(self.sparsity)
+        if self.method in CALIBRATED and self.include_embeddings:
+            raise SparsescopeError("include_embeddings applies to the magnitude methods; wanda and sparsegpt "
+                                   "prune the linear layers inside blocks only")
+        if self.method in CALIBRATED and (self.n_samples < 1 or self.seqlen < 8):
+            raise SparsescopeError(f"calibration needs at least 1 sample of 8 tokens, got {self.n_samples} x {self.seqlen}")
+
+    @property
+    def label(self) -> str:
+        """Folder name of this run."""
+        return f"{self.method}-{self.nm.replace(':', 'of')}" if self.nm else f"{self.method}-{self.sparsity:g}"
+
+
+@dataclass
+class PrunableSet:
+    """Names of the tensors a run prunes, with their input dimension and tags."""
+    names: dict[str, int] = field(default_factory=dict)   # name -> input dimension
+    tags: dict = field(default_factory=dict)
+
+
+def prunable_set(folder: Path, family: str, include_embeddings: bool) -> PrunableSet:
+    """Prunable tensors of a checkpoint; which dimension is the input comes from the model's module types."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig
+    from .layers import input_dim, is_linear
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    with init_empty_weights():
+        model = auto_class(config).from_config(config, trust_remote_code=False)
+    in_dims = {f"{n}.weight": input_dim(m) for n, m in model.named_modules() if is_linear(m)}
+    out = PrunableSet()
+    for name, dtype, shape in list_tensors(folder):
+        t = tag(name, shape, family, floating=dtype.is_floating_point)
+        out.tags[name] = t
+        if t.prunable or (include_embeddings and len(shape) == 2 and t.component in EXTRA_COMPONENTS):
+            out.names[name] = in_dims.get(name, 1)
+    if not out.names:
+        raise SparsescopeError(f"{folder} has no prunable matrices (2-D linear weights inside blocks)")
+    return out
+
+
+def seed_global_magnitude(model: str, sparsity: float):
+    """The seed's reference path on a loaded model: torch.nn.utils.prune.global_unstructured over every
+    prunable linear weight, then prune.remove. Needs ~13x the fp32 model size in RAM: small models only."""
+    from .layers import is_linear
+    from .magnitude import torch_prune_global
+    check_sparsity(sparsity)
+    loaded = load_model(model)
+    params = [(m, "weight") for n, m in loaded.named_modules()
+              if is_linear(m) and tag(f"{n}.weight", tuple(m.weight.shape)).prunable]
+    torch_prune_global(loaded, params, sparsity)
+    return loaded
+
+
+def calibrated_weights(model_name: str, folder: Path, spec: PruneSpec, targets: PrunableSet,
+                       progress: bool) -> dict[str, torch.Tensor]:
+    """Run Wanda or SparseGPT block by block; return the pruned prunable tensors by checkpoint name."""
+    from .calibration import calibration_inputs, prune_blockwise
+    from .sparsegpt import SparseGPT
+    from .wanda import Wanda
+    model = load_model(model_name, dtype=torch.float32)
+    inputs = calibration_inputs(model, folder, spec.n_samples, spec.seqlen, spec.seed)
+    n, m = parse_nm(spec.nm) if spec.nm else (0, 0)
+    pruner_cls = {"wanda": Wanda, "sparsegpt": SparseGPT}[spec.method]
+    prune_blockwise(model, inputs, pruner_cls, lambda p: p.prune(spec.sparsity, n, m), progress)
+    state = model.state_dict()
+    missing = [name for name in targets.names if name not in state]
+    if missing:
+        raise SparsescopeError(f"{model_name}: checkpoint names {missing[:2]} are not the model's; cannot map")
+    return {name: state[name] for name in targets.names}
+
+
+def prune_model(model: str, out_dir: str | os.PathLike, spec: PruneSpec, save_format: str = "compressed",
+                progress: bool = True) -> dict:
+    """Prune `model` by `spec` into out_dir/<spec.label>/; return the run's row for pruning.csv."""
+    if save_format not in SAVE_FORMATS:
+        raise SparsescopeError(f"unknown save_format {save_format!r}: use one of {', '.join(SAVE_FORMATS)}")
+    final = Path(out_dir) / spec.label
+    run = {"model": model, "spec": asdict(spec), "save_format": save_format}
+    info_path = final / "prune_info.json"
+    if info_path.exists():
+        done = json.loads(info_path.read_text())
+        if done["run"] != run:
+            raise SparsescopeError(f"{final} already holds a different run ({done['run']['model']}, "
+                                   f"{done['run']['spec']['method']}): pass another out_dir or delete that folder")
+        return done["row"]
+    reset_peak_rss()
+    started = time.time()
+    info = describe(model)
+    folder = Path(info["folder"])
+    targets = prunable_set(folder, info["family"], spec.include_embeddings)
+    n_prunable = sum(math.prod(s) for n, _, s in list_tensors(folder) if n in targets.names)
+    k_global = n_to_prune(spec.sparsity, n_prunable)
+
+    if spec.method == "global_magnitude":
+        def prunable_stream(desc):
+            return (w for name, w in tqdm(iter_tensors(folder), desc=desc, total=len(targets.tags),
+                                          disable=not progress) if name in targets.names)
+        threshold = global_threshold(prunable_stream("threshold: pass 1/2"), prunable_stream("threshold: pass 2/2"),
+                                     k_global)
+        ties_left = threshold.ties
+    elif spec.method in CALIBRATED:
+        pruned_by_name = calibrated_weights(model, folder, spec, targets, progress)
+
+    def pruned_tensors():
+        """(name, tensor, pruned?) in checkpoint order."""
+        nonlocal ties_left
+        for name, w in tqdm(iter_tensors(folder), desc="writing", total=len(targets.tags), disable=not progress):
+            if name not in targets.names:
+                yield name, w, False
+            elif spec.method == "global_magnitude":
+                out, used = apply_threshold(w, Threshold(threshold.bits, ties_left))
+                ties_left -= used
+                yield name, out, True
+            elif spec.method == "layer_magnitude":
+                yield name, prune_smallest(w, n_to_prune(spec.sparsity, w.numel())), True
+            elif spec.method == "nm_magnitude":
+                yield name, nm_magnitude(w, *parse_nm(spec.nm), targets.names[name]), True
+            else:
+                yield name, pruned_by_name[name].to(w.dtype), True
+
+    formats = ["compressed", "dense"] if save_format == "both" else [save_format]
+    per_tensor = []
+    with atomic_dir(final) as tmp:
+        writers = {f: CheckpointWriter(tmp / f) for f in formats}
+        for name, w, pruned in pruned_tensors():
+            for fmt, writer in writers.items():
+                (writer.add_sparse if pruned and fmt == "compressed" else writer.add)(name, w)
+            if pruned:
+                t = targets.tags[name]
+                per_tensor.append({"name": name, "stack": t.stack, "block": t.block, "component": t.component,
+                                   "n": w.numel(), "n_zero": int((w == 0).sum())})
+        for fmt, writer in writers.items():
+            writer.close()
+            copy_model_files(folder, tmp / fmt, {"format": FORMAT, "version": VERSION, "source": model,
+                                                 **asdict(spec)} if fmt == "compressed" else None)
+        import pandas as pd
+        pd.DataFrame(per_tensor).to_csv(tmp / "sparsity_by_tensor.csv", index=False)
+        n_zeroed = sum(r["n_zero"] for r in per_tensor)
+        row = {"method": spec.method, "target_sparsity": spec.sparsity, "nm": spec.nm or "",
+               "achieved_sparsity": n_zeroed / n_prunable, "n_prunable": n_prunable, "n_zeroed": n_zeroed,
+               "seconds": time.time() - started, "peak_rss_bytes": peak_rss_bytes(),
+               "dense_bytes": checkpoint_bytes(folder),
+               "saved_bytes": checkpoint_bytes(tmp / formats[0]),
+               "dense_saved_bytes": checkpoint_bytes(tmp / "dense") if "dense" in formats else "",
+               "checkpoint": str(final / formats[0])}
+        write_json({"run": run, "row": row}, tmp / "prune_info.json")
+    return row
+
+
+
+def plan_runs(methods: list[str], sparsities: list[float], nm: str | None = "2:4", include_embeddings: bool = False,
+              **calibration) -> list[PruneSpec]:
+    """Unstructured runs at every sparsity for global/layer/wanda/sparsegpt; N:M runs for nm_magnitude and,
+    when `nm` is set, for wanda and sparsegpt too. Calibration settings go to wanda/sparsegpt, the
+    embeddings option to the magnitude methods."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise SparsescopeError(f"unknown pruning method(s) {unknown}: use {', '.join(METHODS)}")
+    specs = []
+    for method in methods:
+        options = calibration if method in CALIBRATED else {"include_embeddings": include_embeddings}
+        if method != "nm_magnitude":
+            specs += [PruneSpec(method, float(s), **options) for s in sparsities]
+        if nm and method in ("nm_magnitude", *CALIBRATED):
+            specs.append(PruneSpec(method, nm=nm, **options))
+    return specs
+
+
+def prune_runs(model: str, out_dir: str | os.PathLike, specs: list[PruneSpec], save_format: str = "compressed",
+               progress: bool = True):
+    """Every run of `specs` (finished ones reused); writes and returns out_dir/pruning.csv."""
+    import pandas as pd
+    from .runs import atomic_write_text
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    owner = out_dir / "model.txt"
+    if owner.exists() and owner.read_text().strip() != model:
+        raise SparsescopeError(f"{out_dir} holds pruning runs of {owner.read_text().strip()!r}, not {model!r}: "
+                               "pass another out_dir or delete it")
+    atomic_write_text(owner, model + "\n")
+    started = time.time()
+    rows = []
+    for spec in specs:
+        if progress:
+            print(f"{model}: {spec.label}", flush=True)
+        rows.append(prune_model(model, out_dir, spec, save_format, progress))
+    table = pd.DataFrame(rows)
+    atomic_write_text(out_dir / "pruning.csv", table.to_csv(index=False))
+    info = describe(model)
+    write_json(manifest(info, weight_files(Path(info["folder"])),
+                        {"model": model, "runs": [asdict(s) for s in specs], "save_format": save_format},
+                        time.time() - started), out_dir / "manifest.json")
+    return table
+
+
+def per_matrix_sparsity(table):
+    """Per-matrix sparsity of every run in a pruning.csv table, with a readable run label."""
+    import pandas as pd
+    frames = []
+    for row in table.itertuples():
+        df = pd.read_csv(Path(row.checkpoint).parent / "sparsity_by_tensor.csv")
+        nm = row.nm if isinstance(row.nm, str) else ""
+        frames.append(df.assign(method=row.method, target_sparsity=row.target_sparsity, nm=nm,
+                                run=f"{row.method} {nm}" if nm else f"{row.method} {row.target_sparsity:.0%}",
+                                sparsity=100.0 * df["n_zero"] / df["n"]))
+    return pd.concat(frames, ignore_index=True)

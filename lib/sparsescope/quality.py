@@ -1,0 +1,336 @@
+"""What pruning costs, measured with each model's own objective on held-out text.
+
+Objectives, chosen from the model's architecture:
+- causal-lm (GPT-2, SmolLM2): perplexity over non-overlapping windows of the concatenated text;
+- masked-lm (BERT with its MLM head): masked-LM loss and top-1 accuracy, 15% of tokens masked, seeded;
+- sentence-embedding (MiniLM, no head): cosine of pruned to dense mean-pooled embeddings, and retrieval
+  top-1 (a passage's first half must find its own second half among all second halves);
+- span-corruption (T5 v1.1): loss on T5's own noise (15% density, mean span 3, sentinels), seeded;
+- speech (Whisper): teacher-forced token loss and greedy word error rate on held-out sentences spoken
+  by espeak-ng.
+Every model also gets the mean KL divergence of its output distribution from the dense model's on the
+same inputs (for a sentence encoder: its retrieval distribution, softmax of 20 x cosine).
+
+The evaluation text is the corpus's evaluation split (never calibrated on), or WikiText-2 test.
+"""
+from __future__ import annotations
+
+import math
+import random
+import re
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .corpus import split_text, wikitext2
+from .errors import SparsescopeError
+
+RETRIEVAL_SCALE = 20.0   # all-MiniLM's contrastive temperature (1/0.05)
+
+
+@dataclass(frozen=True)
+class Budget:
+    n_tokens: int = 4096     # causal-lm: tokens scored; masked-lm / span-corruption: tokens read
+    window: int = 512        # tokens per window (the papers use the model's full context)
+    n_passages: int = 64     # sentence-embedding
+    n_clips: int = 8         # speech
+    seed: int = 0
+
+
+def evaluation_text(corpus: str = "sotu") -> str:
+    if corpus == "sotu":
+        return split_text("evaluation")
+    if corpus == "wikitext2":
+        return wikitext2("test")
+    raise SparsescopeError(f"unknown evaluation corpus {corpus!r}: use sotu (offline) or wikitext2 (hub)")
+
+
+def clean(text: str) -> str:
+    """Drop stage directions such as [Laughter] and squeeze spaces."""
+    return re.sub(r"\s+", " ", re.sub(r"\[[^\]]*\]", " ", text)).strip()
+
+
+def sentences(text: str, min_words: int = 8, max_words: int = 30) -> list[str]:
+    return [s for s in re.split(r"(?<=[.!?])\s+", clean(text)) if min_words <= len(s.split()) <= max_words]
+
+
+def objective(model) -> str:
+    config, name = model.config, type(model).__name__
+    if config.model_type == "whisper":
+        return "speech"
+    if config.is_encoder_decoder:
+        return "span-corruption"
+    if "CausalLM" in name or "LMHead" in name:
+        return "causal-lm"
+    if "MaskedLM" in name or "ForPreTraining" in name:
+        return "masked-lm"
+    return "sentence-embedding"
+
+
+# ----------------------------------------------------------------------------- span corruption
+def random_spans_noise_mask(length: int, noise_density: float, mean_span: float, rng: np.random.Generator) -> np.ndarray:
+    """T5's noise mask: round(length * density) noise tokens in spans of mean length `mean_span`,
+    alternating with non-noise spans, starting with non-noise."""
+    n_noise = min(max(int(round(length * noise_density)), 1), length - 1)
+    n_spans = max(int(round(n_noise / mean_span)), 1)
+    n_clean = length - n_noise
+
+    def segment(total: int, parts: int) -> np.ndarray:
+        marks = np.zeros(total - 1, dtype=bool)
+        marks[rng.permutation(total - 1)[: parts - 1]] = True
+        ids = np.concatenate([[0], np.cumsum(marks)])
+        return np.bincount(ids, minlength=parts)
+
+    noise_lengths, clean_lengths = segment(n_noise, n_spans), segment(n_clean, n_spans)
+    mask = np.zeros(length, dtype=bool)
+    pos = 0
+    for c, n in zip(clean_lengths, noise_lengths):
+        pos += c
+        mask[pos:pos + n] = True
+        pos += n
+    return mask
+
+
+def span_corrupt(ids: list[int], sentinels: list[int], eos: int, rng: np.random.Generator,
+                 density: float = 0.15, mean_span: float = 3.0) -> tuple[list[int], list[int]]:
+    """(inputs, targets): each noise span is replaced by one sentinel in the input, and the targets list
+    each sentinel followed by the tokens it hides."""
+    mask = random_spans_noise_mask(len(ids), density, mean_span, rng)
+    inputs, targets, s = [], [], -1
+    for i, tok in enumerate(ids):
+        if mask[i]:
+            if i == 0 or not mask[i - 1]:
+                s += 1
+                if s >= len(sentinels):
+                    raise SparsescopeError("more noise spans than sentinel tokens: shorten the windows")
+                inputs.append(sentinels[s])
+                targets.append(sentinels[s])
+            targets.append(tok)
+        else:
+            inputs.append(tok)
+    return inputs + [eos], targets + [eos]
+
+
+# ---------------------------------------------------------------------------------- word errors
+def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
+    """Word-level Levenshtein distance over reference words, after lower-casing and dropping punctuation."""
+    def words(s: str) -> list[str]:
+        return re.sub(r"[^a-z0-9' ]", " ", s.lower()).split()
+    errors = total = 0
+    for ref, hyp in zip(references, hypotheses):
+        r, h = words(ref), words(hyp)
+        row = list(range(len(h) + 1))
+        for i, rw in enumerate(r, 1):
+            prev, row[0] = row[0], i
+            for j, hw in enumerate(h, 1):
+                prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (rw != hw))
+        errors += row[len(h)]
+        total += len(r)
+    return errors / max(total, 1)
+
+
+def kl_divergence(dense_logp: torch.Tensor, logp: torch.Tensor) -> float:
+    """Mean over positions of KL(dense || pruned), from log-probabilities [positions, classes]."""
+    return float((dense_logp.exp() * (dense_logp - logp)).sum(-1).mean())
+
+
+# ------------------------------------------------------------------------------------ evaluator
+class QualityEvaluator:
+    """Builds the evaluation inputs once (from the dense model), then scores any model on them."""
+
+    def __init__(self, dense_model, folder, budget: Budget = Budget(), corpus: str = "sotu"):
+        from transformers import AutoTokenizer
+        self.budget, self.folder = budget, folder
+        self.objective = objective(dense_model)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.text = evaluation_text(corpus)
+        if not self.text.strip():
+            raise SparsescopeError(f"the {corpus} evaluation text is empty: fetch the corpus again (make setup)")
+        self.batches = getattr(self, f"_build_{self.objective.replace('-', '_')}")(dense_model)
+        # the dense model's outputs, kept in float32 for the KL (4096 tokens x 50k classes: 0.8 GB)
+        self.dense = list(self._outputs(dense_model))
+
+    # -- inputs
+    def _token_ids(self) -> list[int]:
+        return self.tokenizer(self.text[: 40 * self.budget.n_tokens], add_special_tokens=False).input_ids
+
+    def _windows(self, ids: list[int], length: int) -> list[list[int]]:
+        n = min(len(ids) // length, max(self.budget.n_tokens // length, 1))
+        if n == 0:
+            raise SparsescopeError(f"the evaluation text has {len(ids)} tokens, shorter than one window of {length}: "
+                                   "lower the window")
+        return [ids[i * length:(i + 1) * length] for i in range(n)]
+
+    def _build_causal_lm(self, model):
+        window = min(self.budget.window, getattr(model.config, "max_position_embeddings", None)
+                     or getattr(model.config, "n_positions", self.budget.window))
+        return [{"input_ids": torch.tensor([w])} for w in self._windows(self._token_ids(), window)]
+
+    def _build_masked_lm(self, model):
+        rng = torch.Generator().manual_seed(self.budget.seed)
+        window = min(self.budget.window, model.config.max_position_embeddings) - 2
+        batches = []
+        for w in self._windows(self._token_ids(), window):
+            ids = torch.tensor([[self.tokenizer.cls_token_id, *w, self.tokenizer.sep_token_id]])
+            chosen = torch.rand(ids.shape, generator=rng) < 0.15
+            chosen[:, 0] = chosen[:, -1] = False
+            labels = torch.where(chosen, ids, -100)
+            batches.append({"input_ids": ids.masked_fill(chosen, self.tokenizer.mask_token_id), "labels": labels})
+        return batches
+
+    def _build_span_corruption(self, model):
+        rng = np.random.default_rng(self.budget.seed)
+        sentinels = self.tokenizer.convert_tokens_to_ids([f"<extra_id_{i}>" for i in range(100)])
+        if any(s is None or s == self.tokenizer.unk_token_id for s in sentinels):
+            raise SparsescopeError(f"{self.folder}: the tokenizer has no <extra_id_N> sentinels for span corruption")
+        start = model.generation_config.decoder_start_token_id
+        start = model.config.pad_token_id if start is None else start
+        batches = []
+        for w in self._windows(self._token_ids(), min(self.budget.window, 512)):
+            inputs, targets = span_corrupt(w, sentinels, self.tokenizer.eos_token_id, rng)
+            batches.append({"input_ids": torch.tensor([inputs]), "labels": torch.tensor([targets]),
+                            "decoder_input_ids": torch.tensor([[start, *targets[:-1]]])})
+        return batches
+
+    def _build_sentence_embedding(self, model):
+        sents = [s for s in re.split(r"(?<=[.!?])\s+", clean(self.text)) if len(s.split()) >= 4]
+        rng = random.Random(self.budget.seed)
+        passages = []
+        for start in sorted(rng.sample(range(0, len(sents) - 8, 8), min(self.budget.n_passages, len(sents) // 8 - 1))):
+            passages.append((" ".join(sents[start:start + 4]), " ".join(sents[start + 4:start + 8])))
+        if len(passages) < 2:
+            raise SparsescopeError("the evaluation text is too short for a retrieval test")
+        return [{"first": [p[0] for p in passages], "second": [p[1] for p in passages]}]
+
+    def _build_speech(self, model):
+        from .calibration import spoken_features
+        rng = random.Random(self.budget.seed)
+        texts = rng.sample(sentences(self.text), self.budget.n_clips)
+        prefix = [model.generation_config.decoder_start_token_id, self.tokenizer.convert_tokens_to_ids("<|notimestamps|>")]
+        features = spoken_features(self.folder, texts)
+        batches = []
+        for text, feats in zip(texts, features):
+            ids = prefix + self.tokenizer(" " + text, add_special_tokens=False).input_ids + [model.generation_config.eos_token_id]
+            batches.append({"input_features": feats[None], "decoder_input_ids": torch.tensor([ids[:-1]]),
+                            "labels": torch.tensor([ids[1:]]), "text": text})
+        return batches
+
+    # -- outputs
+    @torch.no_grad()
+    def _outputs(self, model):
+        """Per batch, lazily: log-probs at the scored positions, their labels, and what a metric needs."""
+        model.eval()
+        for batch in self.batches:
+            if self.objective == "sentence-embedding":
+                first, second = self._embed(model, batch["first"]), self._embed(model, batch["second"])
+                sims = RETRIEVAL_SCALE * first @ second.t()
+                yield {"logp": F.log_softmax(sims, -1), "labels": torch.arange(len(first)),
+                       "embeddings": torch.cat([first, second])}
+                continue
+            inputs = {k: v for k, v in batch.items() if k not in ("labels", "text")}
+            logits = model(**inputs, use_cache=False).logits[0].float()
+            if self.objective == "causal-lm":
+                logp, labels = F.log_softmax(logits[:-1], -1), batch["input_ids"][0, 1:]
+            else:
+                labels = batch["labels"][0]
+                keep = labels != -100
+                logp, labels = F.log_softmax(logits[keep], -1), labels[keep]
+            item = {"logp": logp, "labels": labels}
+            if self.objective == "speech":
+                generated = model.generate(batch["input_features"], max_new_tokens=2 * len(labels) + 8)
+                item["hypothesis"] = self.tokenizer.decode(generated[0], skip_special_tokens=True)
+            yield item
+
+    def _embed(self, model, texts: list[str]) -> torch.Tensor:
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+        hidden = model(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        return F.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+
+    def evaluate(self, model) -> list[dict]:
+        """Rows (metric, value, n_tokens) for `model`, the KL from the dense model included."""
+        nll_sum = correct = kl_sum = 0.0
+        n = 0
+        hypotheses, embeddings = [], None
+        for out, dense in zip(self._outputs(model), self.dense):
+            logp, labels = out["logp"], out["labels"]
+            nll_sum += float(F.nll_loss(logp, labels, reduction="sum"))
+            correct += float((logp.argmax(-1) == labels).sum())
+            kl_sum += kl_divergence(dense["logp"], logp) * labels.numel()
+            n += labels.numel()
+            hypotheses.append(out.get("hypothesis"))
+            embeddings = out.get("embeddings")
+        nll = nll_sum / n
+        top1 = correct / n
+        if self.objective == "causal-lm":
+            rows = [("perplexity", math.exp(nll)), ("nll", nll)]
+        elif self.objective == "masked-lm":
+            rows = [("mlm_loss", nll), ("mlm_top1", top1)]
+        elif self.objective == "span-corruption":
+            rows = [("span_loss", nll)]
+        elif self.objective == "speech":
+            wer = word_error_rate([b["text"] for b in self.batches], hypotheses)
+            rows = [("token_loss", nll), ("wer", wer)]
+        else:
+            cosine = float((embeddings * self.dense[0]["embeddings"]).sum(-1).mean())
+            rows = [("retrieval_top1", top1), ("cosine_to_dense", cosine)]
+        rows.append(("kl_from_dense", kl_sum / n))
+        return [{"metric": m, "value": v, "n_tokens": n} for m, v in rows]
+
+
+def evaluate_checkpoints(model: str, pruning_dir, out_dir, budget: Budget = Budget(), corpus: str = "sotu",
+                         progress: bool = True):
+    """Score the dense model and every checkpoint of a notebook-02 out_dir; write out_dir/quality.csv.
+
+    Each model's rows are kept in out_dir/rows/<run>.json, so a rerun only evaluates what is missing."""
+    import json
+    from pathlib import Path
+    import pandas as pd
+    from tqdm.auto import tqdm
+    from .runs import atomic_write_text, manifest, write_json
+    from .sources import describe, load_model, model_folder
+    from .storage import load_pruned
+    from .weights import weight_files
+    started = time.time()
+    pruning_dir, out_dir = Path(pruning_dir), Path(out_dir)
+    if not (pruning_dir / "pruning.csv").exists():
+        raise SparsescopeError(f"{pruning_dir} holds no pruning.csv: pass the out_dir of notebook 02 as pruning_dir")
+    owner = (pruning_dir / "model.txt").read_text().strip() if (pruning_dir / "model.txt").exists() else None
+    if owner != model:
+        raise SparsescopeError(f"{pruning_dir} holds pruning runs of {owner!r}, not {model!r}: pass that model's "
+                               "pruning_dir")
+    runs = pd.read_csv(pruning_dir / "pruning.csv", keep_default_na=False)
+    rows_dir = out_dir / "rows"
+    rows_dir.mkdir(parents=True, exist_ok=True)
+    settings = {"model": model, "budget": budget.__dict__, "corpus": corpus}
+    evaluator = None
+    rows = []
+    for run in tqdm([None, *runs.itertuples()], desc="evaluating", disable=not progress):
+        label = "dense" if run is None else Path(run.checkpoint).parent.name
+        cached = rows_dir / f"{label}.json"
+        if cached.exists() and json.loads(cached.read_text())["settings"] == settings:
+            rows += json.loads(cached.read_text())["rows"]
+            continue
+        if evaluator is None:  # built lazily: a finished evaluation needs no model at all
+            evaluator = QualityEvaluator(load_model(model, dtype=torch.float32), model_folder(model), budget, corpus)
+        if run is None:
+            scored, meta = load_model(model, dtype=torch.float32), {"method": "dense", "target_sparsity": 0.0, "nm": ""}
+        else:
+            config = json.loads((Path(run.checkpoint) / "config.json").read_text())
+            source = config.get("sparsescope", {}).get("source")
+            if source is not None and source != model:
+                raise SparsescopeError(f"{run.checkpoint} was pruned from {source!r}, not {model!r}")
+            scored = load_pruned(run.checkpoint, dtype=torch.float32)
+            meta = {"method": run.method, "target_sparsity": run.target_sparsity, "nm": run.nm}
+        result = [{**meta, **r} for r in evaluator.evaluate(scored)]
+        write_json({"settings": settings, "rows": result}, cached)
+        rows += result
+    table = pd.DataFrame(rows)
+    atomic_write_text(out_dir / "quality.csv", table.to_csv(index=False))
+    info = describe(model)
+    write_json(manifest(info, weight_files(Path(info["folder"])), settings, time.time() - started),
+               out_dir / "manifest.json")
+    return table

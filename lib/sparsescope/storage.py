@@ -1,0 +1,282 @@
+"""Pruned checkpoints that really shrink: each pruned matrix as its kept values plus a compact index.
+
+Format "sparsescope-sparse" v1, a safetensors checkpoint:
+- untouched tensors are stored as they were, under their own names;
+- a sparse matrix `W` is stored as `W::values` (the kept entries in row-major order, original dtype)
+  and `W::index` (uint8), described in the file's metadata (key "sparsescope": shape, dtype, coding);
+- `index` is either a bitmask (numpy.packbits, little bit order, over the flattened matrix — the
+  compressed-tensors layout) or, when smaller, the gaps between kept entries in Rice code (a Golomb code,
+  optimal for the geometric gaps of a random mask, so it tracks the mask entropy at high sparsity);
+- config.json carries `"sparsescope": {"format": "sparsescope-sparse", "version": 1, ...}`.
+
+"Kept" means "bit pattern not all zero": -0.0 is kept as a value, so a round trip is bit-exact.
+`load_pruned(folder)` returns a normal transformers model; `export_dense` writes a plain checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numba
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .errors import SparsescopeError
+from .runs import write_json
+from .weights import iter_file_tensors, tag, weight_files
+
+FORMAT = "sparsescope-sparse"
+VERSION = 1
+META_KEY = "sparsescope"
+SHARD_BYTES = 1 << 30
+INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+# --------------------------------------------------------------------------------- index codes
+def kept_mask(w: torch.Tensor) -> np.ndarray:
+    """True where the stored bit pattern is not +0.0."""
+    flat = w.detach().contiguous().reshape(-1)
+    return (flat.view(INT_VIEW[flat.element_size()]) != 0).numpy()
+
+
+def rice_bits(gaps: np.ndarray, k: int) -> int:
+    return int(gaps.size * (1 + k) + (gaps >> k).sum())
+
+
+def best_rice_parameter(gaps: np.ndarray) -> tuple[int, int]:
+    sizes = [(rice_bits(gaps, k), k) for k in range(0, 32)]
+    return min(sizes)
+
+
+@numba.njit(cache=True)
+def _rice_encode(gaps, k, n_bytes):
+    out = np.zeros(n_bytes, np.uint8)
+    pos = 0
+    low = (1 << k) - 1
+    for g in gaps:
+        q = g >> k
+        for _ in range(q):              # unary quotient: q ones ...
+            out[pos >> 3] |= 1 << (pos & 7)
+            pos += 1
+        pos += 1                        # ... then a zero
+        r = g & low
+        for b in range(k):              # remainder, least significant bit first
+            if (r >> b) & 1:
+                out[pos >> 3] |= 1 << (pos & 7)
+            pos += 1
+    return out
+
+
+@numba.njit(cache=True)
+def _rice_decode(code, k, n_kept, numel):
+    positions = np.empty(n_kept, np.int64)
+    pos = 0
+    last = -1
+    for i in range(n_kept):
+        q = 0
+        while (code[pos >> 3] >> (pos & 7)) & 1:
+            q += 1
+            pos += 1
+        pos += 1
+        r = 0
+        for b in range(k):
+            r |= ((code[pos >> 3] >> (pos & 7)) & 1) << b
+            pos += 1
+        last = last + 1 + ((q << k) | r)
+        if last >= numel:
+            raise ValueError("corrupt Rice index: position past the end of the matrix")
+        positions[i] = last
+    return positions
+
+
+def encode_sparse(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(values, index bytes, description) of a matrix, with the smaller of the two index codes."""
+    mask = kept_mask(w)
+    positions = np.flatnonzero(mask)
+    values = w.detach().contiguous().reshape(-1)[torch.from_numpy(positions)]
+    bitmask_bits = mask.size
+    gaps = np.diff(positions, prepend=-1) - 1
+    rice_size, k = best_rice_parameter(gaps) if positions.size else (0, 0)
+    info = {"shape": list(w.shape), "dtype": str(w.dtype).replace("torch.", ""), "nnz": int(positions.size)}
+    if rice_size < bitmask_bits:
+        index = _rice_encode(gaps.astype(np.int64), k, (rice_size + 7) // 8)
+        info.update(coding="rice", k=int(k))
+    else:
+        index = np.packbits(mask, bitorder="little")
+        info.update(coding="bitmask")
+    return values, torch.from_numpy(index), info
+
+
+def decode_sparse(values: torch.Tensor, index: torch.Tensor, info: dict) -> torch.Tensor:
+    numel = math.prod(info["shape"])
+    if values.numel() != info["nnz"]:
+        raise SparsescopeError(f"sparse tensor holds {values.numel()} values but its index says {info['nnz']}")
+    code = index.numpy()
+    if info["coding"] == "bitmask":
+        positions = np.flatnonzero(np.unpackbits(code, count=numel, bitorder="little"))
+    elif info["coding"] == "rice":
+        positions = _rice_decode(code, int(info["k"]), int(info["nnz"]), numel)
+    else:
+        raise SparsescopeError(f"unknown sparse index coding {info['coding']!r}")
+    dense = torch.zeros(numel, dtype=values.dtype)
+    dense[torch.from_numpy(positions)] = values
+    return dense.reshape(info["shape"])
+
+
+def entropy_bound_bits(numel: int, nnz: int, value_bits: int) -> float:
+    """H(s) per weight for the mask plus the kept values' bits: what any lossless code must spend
+    on an i.i.d. mask of this density."""
+    if numel == 0:
+        return 0.0
+    p = nnz / numel
+    h = 0.0 if p in (0.0, 1.0) else -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
+    return numel * h + nnz * value_bits
+
+
+# ------------------------------------------------------------------------------------- writer
+class CheckpointWriter:
+    """Writes tensors into safetensors shards of bounded size, sparse ones compressed."""
+
+    def __init__(self, out_dir: str | os.PathLike, max_shard_bytes: int = SHARD_BYTES):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.max_shard_bytes = max_shard_bytes
+        self.pending: dict[str, torch.Tensor] = {}
+        self.pending_meta: dict[str, dict] = {}
+        self.pending_bytes = 0
+        self.shards: list[tuple[str, list[str]]] = []
+        self.sparse_bytes = 0
+
+    def add(self, name: str, tensor: torch.Tensor) -> None:
+        self._put({name: tensor.contiguous()}, {})
+
+    def add_sparse(self, name: str, tensor: torch.Tensor) -> int:
+        """Store compressed if that is smaller, else dense; returns the bytes it takes."""
+        values, index, info = encode_sparse(tensor)
+        size = values.numel() * values.element_size() + index.numel()
+        if size >= tensor.numel() * tensor.element_size():
+            self.add(name, tensor)
+            return tensor.numel() * tensor.element_size()
+        self._put({f"{name}::values": values, f"{name}::index": index}, {name: info})
+        self.sparse_bytes += size
+        return size
+
+    def _put(self, tensors: dict, meta: dict) -> None:
+        size = sum(t.numel() * t.element_size() for t in tensors.values())
+        if self.pending and self.pending_bytes + size > self.max_shard_bytes:
+            self._flush()
+        self.pending.update(tensors)
+        self.pending_meta.update(meta)
+        self.pending_bytes += size
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        fname = f"model-{len(self.shards) + 1:05d}.safetensors"
+        metadata = {"format": "pt"}
+        if self.pending_meta:
+            metadata[META_KEY] = json.dumps({"version": VERSION, "tensors": self.pending_meta})
+        save_file(self.pending, self.out_dir / fname, metadata=metadata)
+        self.shards.append((fname, list(self.pending)))
+        self.pending, self.pending_meta, self.pending_bytes = {}, {}, 0
+
+    def close(self) -> None:
+        self._flush()
+        if len(self.shards) == 1:
+            (self.out_dir / self.shards[0][0]).rename(self.out_dir / "model.safetensors")
+        else:
+            weight_map = {}
+            for fname, names in self.shards:
+                for n in names:
+                    weight_map[n.split("::")[0]] = fname
+            write_json({"metadata": {}, "weight_map": weight_map}, self.out_dir / "model.safetensors.index.json")
+
+
+def copy_model_files(src: str | os.PathLike, dst: str | os.PathLike, extra_config: dict | None = None) -> None:
+    """Config, tokenizer and other non-weight files of an HF folder; config gains `extra_config`."""
+    src, dst = Path(src), Path(dst)
+    for path in src.iterdir():
+        if path.is_file() and not path.name.endswith(WEIGHT_SUFFIXES) and not path.name.endswith(".index.json"):
+            shutil.copy(path, dst / path.name)
+    if extra_config is not None:
+        config = json.loads((dst / "config.json").read_text())
+        config[META_KEY] = extra_config
+        write_json(config, dst / "config.json")
+
+
+# ------------------------------------------------------------------------------------- reader
+def is_compressed(folder: str | os.PathLike) -> bool:
+    config = Path(folder) / "config.json"
+    return config.exists() and json.loads(config.read_text()).get(META_KEY, {}).get("format") == FORMAT
+
+
+def read_state_dict(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint, sparse ones decompressed."""
+    state: dict[str, torch.Tensor] = {}
+    for path in weight_files(folder):
+        sparse = {}
+        if path.suffix == ".safetensors":
+            with safe_open(path, framework="pt") as f:
+                raw = (f.metadata() or {}).get(META_KEY)
+                sparse = json.loads(raw)["tensors"] if raw else {}
+        parts: dict[str, dict] = {}
+        for name, tensor in iter_file_tensors(path):
+            base, _, part = name.partition("::")
+            if part:
+                parts.setdefault(base, {})[part] = tensor.clone()
+            else:
+                state[name] = tensor.clone()
+        for base, p in parts.items():
+            if base not in sparse:
+                raise SparsescopeError(f"{path}: {base} has sparse parts but no description in the metadata")
+            state[base] = decode_sparse(p["values"], p["index"], sparse[base])
+    return state
+
+
+def load_pruned(folder: str | os.PathLike, dtype: torch.dtype | None = None):
+    """A normal transformers model from a compressed (or plain) pruned checkpoint."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig
+    from .sources import auto_class
+    folder = Path(folder)
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    with init_empty_weights(include_buffers=False):
+        model = auto_class(config).from_config(config, trust_remote_code=False)
+    state = read_state_dict(folder)
+    result = model.load_state_dict(state, strict=False, assign=True)
+    # stale buffers of older checkpoints (e.g. BERT's position_ids) are ignored, as from_pretrained does
+    unexpected = [k for k in result.unexpected_keys if tag(k, tuple(state[k].shape)).component != "buffer"]
+    if unexpected:
+        raise SparsescopeError(f"{folder}: the checkpoint has weights this {type(model).__name__} lacks: "
+                               f"{unexpected[:3]}")
+    model.tie_weights()
+    still_empty = [n for n, p in model.named_parameters() if p.is_meta]
+    if still_empty:
+        raise SparsescopeError(f"{folder}: the checkpoint lacks weights {still_empty[:3]}")
+    if dtype is not None:
+        model = model.to(dtype)
+    return model.eval()
+
+
+def export_dense(folder: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """A plain safetensors checkpoint (zeros stored) that any HF tool opens."""
+    out_dir = Path(out_dir)
+    writer = CheckpointWriter(out_dir)
+    for name, tensor in read_state_dict(folder).items():
+        writer.add(name, tensor)
+    writer.close()
+    copy_model_files(folder, out_dir)
+    config = json.loads((out_dir / "config.json").read_text())
+    config.pop(META_KEY, None)
+    write_json(config, out_dir / "config.json")
+    return out_dir
+
+
+def checkpoint_bytes(folder: str | os.PathLike) -> int:
+    return sum(p.stat().st_size for p in weight_files(folder))

@@ -1,0 +1,133 @@
+"""Quality metrics against hand computations, and the quality benchmark's bad inputs."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sparsescope import SparsescopeError
+from sparsescope.pruning import PruneSpec, prune_runs
+from sparsescope.quality import (Budget, QualityEvaluator, evaluate_checkpoints, kl_divergence, random_spans_noise_mask,
+                                 span_corrupt, word_error_rate)
+from sparsescope.sources import load_model
+
+
+def test_perplexity_is_the_hand_computed_cross_entropy(tiny_models):
+    model = load_model(str(tiny_models["gpt2"]))
+    evaluator = QualityEvaluator(model, tiny_models["gpt2"], Budget(n_tokens=96, window=32))
+    rows = {r["metric"]: r for r in evaluator.evaluate(model)}
+    losses = []
+    for batch in evaluator.batches:
+        ids = batch["input_ids"]
+        with torch.no_grad():
+            logits = model(ids).logits[0]
+        losses.append(F.cross_entropy(logits[:-1], ids[0, 1:], reduction="none"))
+    nll = torch.cat(losses).mean()
+    assert rows["perplexity"]["value"] == pytest.approx(float(torch.exp(nll)), rel=1e-4)
+    assert rows["perplexity"]["n_tokens"] == 3 * 31
+    assert rows["kl_from_dense"]["value"] == pytest.approx(0.0, abs=1e-6)  # a model against itself
+
+
+def test_kl_is_zero_for_equal_and_positive_for_different():
+    p = torch.log_softmax(torch.randn(5, 7), -1)
+    q = torch.log_softmax(torch.randn(5, 7), -1)
+    assert kl_divergence(p, p) == pytest.approx(0.0, abs=1e-7)
+    assert kl_divergence(p, q) > 0
+
+
+def test_span_corruption_pairs_and_density():
+    rng = np.random.default_rng(0)
+    ids = list(range(1000, 1200))
+    sentinels = list(range(100))
+    inputs, targets = span_corrupt(ids, sentinels, eos=5000, rng=rng)
+    in_sentinels = [t for t in inputs if t < 100]
+    out_sentinels = [t for t in targets if t < 100]
+    assert in_sentinels == out_sentinels == list(range(len(in_sentinels)))
+    # putting the hidden spans back gives the original text
+    spans, current = {}, None
+    for t in targets[:-1]:
+        if t < 100:
+            current = t
+            spans[current] = []
+        else:
+            spans[current].append(t)
+    restored = [x for t in inputs[:-1] for x in (spans[t] if t < 100 else [t])]
+    assert restored == ids
+    assert sum(len(s) for s in spans.values()) == round(0.15 * len(ids))
+    mask = random_spans_noise_mask(10_000, 0.15, 3.0, np.random.default_rng(1))
+    runs = np.diff(np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(int), [0]]))))[::2]
+    assert mask.mean() == pytest.approx(0.15, abs=1e-4) and runs.mean() == pytest.approx(3.0, rel=0.05)
+
+
+def test_masked_lm_masks_fifteen_percent(tiny_models):
+    model = load_model(str(tiny_models["bert"]))
+    evaluator = QualityEvaluator(model, tiny_models["bert"], Budget(n_tokens=4096, window=256))
+    masked = sum(int((b["labels"] != -100).sum()) for b in evaluator.batches)
+    total = sum(b["input_ids"].numel() - 2 for b in evaluator.batches)
+    assert masked / total == pytest.approx(0.15, abs=0.02)
+    names = {r["metric"] for r in evaluator.evaluate(model)}
+    assert names == {"mlm_loss", "mlm_top1", "kl_from_dense"}
+
+
+def test_word_error_rate_on_known_strings():
+    assert word_error_rate(["the cat sat on the mat"], ["the cat sat on the mat"]) == 0.0
+    assert word_error_rate(["the cat sat on the mat"], ["The cat sat on a mat."]) == pytest.approx(1 / 6)
+    assert word_error_rate(["a b c d"], ["a c d e f"]) == pytest.approx(3 / 4)  # 1 deletion, 2 insertions
+
+
+def test_t5_and_whisper_objectives(tiny_models):
+    for arch, metrics in (("t5", {"span_loss", "kl_from_dense"}), ("whisper", {"token_loss", "wer", "kl_from_dense"})):
+        model = load_model(str(tiny_models[arch]))
+        evaluator = QualityEvaluator(model, tiny_models[arch], Budget(n_tokens=256, window=64, n_clips=2))
+        rows = evaluator.evaluate(model)
+        assert {r["metric"] for r in rows} == metrics
+        assert all(np.isfinite(r["value"]) for r in rows)
+
+
+@pytest.fixture
+def pruned_gpt2(tiny_models, tmp_path):
+    out = tmp_path / "pruning"
+    prune_runs(str(tiny_models["gpt2"]), out, [PruneSpec("global_magnitude", 0.5), PruneSpec("layer_magnitude", 0.9)],
+               progress=False)
+    return out
+
+
+def test_evaluation_is_resumable_and_orders_degradation(tiny_models, pruned_gpt2, tmp_path):
+    budget = Budget(n_tokens=128, window=64)
+    table = evaluate_checkpoints(str(tiny_models["gpt2"]), pruned_gpt2, tmp_path / "q", budget, progress=False)
+    assert {"method", "target_sparsity", "metric", "value", "n_tokens"} <= set(table.columns)
+    kl = table[table.metric == "kl_from_dense"].set_index("method")["value"]
+    assert kl["dense"] == pytest.approx(0, abs=1e-6) and kl["layer_magnitude"] > kl["global_magnitude"] > 0
+    stamp = (tmp_path / "q" / "rows" / "dense.json").stat().st_mtime_ns
+    again = evaluate_checkpoints(str(tiny_models["gpt2"]), pruned_gpt2, tmp_path / "q", budget, progress=False)
+    assert (tmp_path / "q" / "rows" / "dense.json").stat().st_mtime_ns == stamp
+    assert again.equals(table)
+
+
+def test_bad_pruning_dirs_are_one_line(tiny_models, pruned_gpt2, tmp_path):
+    with pytest.raises(SparsescopeError, match="no pruning.csv"):
+        evaluate_checkpoints(str(tiny_models["gpt2"]), tmp_path / "missing", tmp_path / "q", progress=False)
+    with pytest.raises(SparsescopeError, match="holds pruning runs of"):
+        evaluate_checkpoints(str(tiny_models["bert"]), pruned_gpt2, tmp_path / "q", progress=False)
+
+
+def test_checkpoint_from_another_model_is_refused(tiny_models, pruned_gpt2, tmp_path):
+    config_path = pruned_gpt2 / "global_magnitude-0.5" / "compressed" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["sparsescope"]["source"] = "someone-else"
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(SparsescopeError, match="was pruned from 'someone-else'"):
+        evaluate_checkpoints(str(tiny_models["gpt2"]), pruned_gpt2, tmp_path / "q", Budget(n_tokens=64, window=32),
+                             progress=False)
+
+
+def test_text_shorter_than_a_window_and_empty_split(tiny_models, monkeypatch):
+    model = load_model(str(tiny_models["gpt2"]))
+    import sparsescope.quality as quality
+    monkeypatch.setattr(quality, "split_text", lambda split: "only a few words here")
+    with pytest.raises(SparsescopeError, match="shorter than one window"):
+        QualityEvaluator(model, tiny_models["gpt2"], Budget(n_tokens=64, window=32))
+    monkeypatch.setattr(quality, "split_text", lambda split: "   ")
+    with pytest.raises(SparsescopeError, match="empty"):
+        QualityEvaluator(model, tiny_models["gpt2"], Budget(n_tokens=64, window=32))
