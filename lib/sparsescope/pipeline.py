@@ -81,7 +81,33 @@ def build_report(models: list[str], results: Path, report_dir: Path = REPORT_DIR
                                           resources={"metadata": {"name": REPORT_TITLE}})
     out = report_dir / "sparsity_report.html"
     atomic_write_text(out, html)
+    write_pdf(out, report_dir / "sparsity_report.pdf")
     return out
+
+
+# Print layout: A4, figures scaled to the page, tables in a smaller font and never split across pages.
+PRINT_CSS = """
+@page { size: A4; margin: 14mm 12mm; @bottom-center { content: counter(page); font-size: 8pt; } }
+body { font-size: 10pt; }
+img { max-width: 100% !important; height: auto !important; break-inside: avoid; }
+table { font-size: 7pt; break-inside: avoid; border-collapse: collapse; }
+th, td { padding: 1px 4px; }
+.jp-OutputArea-output, .jp-RenderedHTMLCommon, .jp-OutputArea { overflow: visible !important; }
+h2 { break-before: page; }
+h2, h3, h4 { break-after: avoid; }
+"""
+
+
+def write_pdf(html_path: Path, pdf_path: Path) -> Path:
+    """Render the report HTML to PDF with WeasyPrint (no browser needed); written to a temporary name first."""
+    import logging
+    import weasyprint
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)  # nbconvert's CSS has rules it skips
+    logging.getLogger("fontTools").setLevel(logging.ERROR)
+    tmp = pdf_path.with_name(f".{pdf_path.name}.tmp")
+    weasyprint.HTML(filename=str(html_path)).write_pdf(str(tmp), stylesheets=[weasyprint.CSS(string=PRINT_CSS)])
+    tmp.replace(pdf_path)
+    return pdf_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.time()
         run_models(models, args.results, args.kernel)
         out = build_report(models, args.results, args.report_dir, args.kernel)
-        print(f"report: {out} ({time.time() - started:.0f} s)")
+        print(f"report: {out} and {out.with_suffix('.pdf')} ({time.time() - started:.0f} s)")
     except SparsescopeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -181,3 +181,60 @@ def quality_figure(quality, title: str):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def size_figure(sizes, title: str):
+    """Bits per prunable weight of the compressed checkpoints against the entropy bound, and file size."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    s = np.linspace(0.3, 0.99, 200)
+    h = -(s * np.log2(s) + (1 - s) * np.log2(1 - s))
+    value_bits = float(np.median((sizes["bound_bits_per_weight"] - _entropy(sizes["achieved_sparsity"]))
+                                 / (1 - sizes["achieved_sparsity"])))
+    left.plot(100 * s, h + (1 - s) * value_bits, color="0.3", lw=1, label=f"entropy bound ({value_bits:.0f}-bit values)")
+    left.plot(100 * s, 1 + (1 - s) * value_bits, color="0.6", lw=1, ls="--", label="bitmask + values")
+    left.axhline(value_bits, color="0.6", lw=0.8, ls=":", label="dense")
+    markers = iter("osD^vP*X")
+    for method, runs in sizes.groupby("method", sort=False):
+        marker = next(markers)
+        left.plot(100 * runs["achieved_sparsity"], runs["bits_per_weight"], marker, label=method, alpha=0.8)
+        right.plot(100 * runs["achieved_sparsity"], 100 * runs["saved_over_dense"], marker, label=method, alpha=0.8)
+    left.set(xlabel="sparsity of the prunable weights (%)", ylabel="bits per prunable weight",
+             title="compressed matrices vs the entropy bound")
+    right.axhline(100, color="0.6", lw=0.8, ls=":")
+    right.set(xlabel="sparsity of the prunable weights (%)", ylabel="whole checkpoint (% of dense bytes)",
+              title="size on disk", ylim=(0, 105))
+    left.legend(fontsize="small")
+    right.legend(fontsize="small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _entropy(s):
+    s = np.clip(np.asarray(s, dtype=float), 1e-12, 1 - 1e-12)
+    return -(s * np.log2(s) + (1 - s) * np.log2(1 - s))
+
+
+def runtime_figure(runtime, title: str):
+    """CSR speedup over dense per matrix shape against sparsity, one panel per tokens-per-batch; and the
+    end-to-end ratios (dense kernels on the pruned model; CSR layers above the crossover)."""
+    kernels = runtime[runtime["kind"] == "kernel-csr"]
+    token_counts = sorted(kernels["tokens"].unique())
+    fig, axes = plt.subplots(1, len(token_counts) + 1, figsize=(4.2 * (len(token_counts) + 1), 4.0), squeeze=False)
+    for ax, n in zip(axes[0], token_counts):
+        for shape, rows in kernels[kernels["tokens"] == n].groupby("shape_or_model"):
+            ax.plot(100 * rows["sparsity"], rows["speedup"], "o-", label=shape, ms=4)
+        ax.axhline(1.0, color="0.3", lw=0.8, ls="--")
+        ax.set_yscale("log")
+        ax.set(xlabel="sparsity (%)", ylabel="CSR speedup over dense (×, log scale)", title=f"{n} token(s) per batch")
+    axes[0][0].legend(fontsize="x-small", title="matrix (out×in)")
+    ax = axes[0][-1]
+    e2e = runtime[runtime["kind"].isin(["dense-kernels", "sparse-kernels-e2e"])]
+    labels = [f"{k}\n{int(s * 100)}%, batch {b}" for k, s, b in zip(e2e["kind"], e2e["sparsity"], e2e["batch"])]
+    ax.bar(range(len(e2e)), e2e["speedup"], color=["0.6" if k == "dense-kernels" else "tab:green" for k in e2e["kind"]])
+    ax.set_xticks(range(len(e2e)), labels, rotation=30, ha="right", fontsize="x-small")
+    ax.axhline(1.0, color="0.3", lw=0.8, ls="--")
+    ax.set(ylabel="end-to-end speedup over dense (×)", title="whole model")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -48,9 +48,13 @@ def model_selection_table(dists: list[Distribution]) -> pd.DataFrame:
         rows.append({"model": d.name, "family": d.summary["family"], "architecture": info["architecture"],
                      "parameters": millions(d.summary["n_params"]),
                      "prunable": millions(d.summary["n_prunable"]), "layers": info["layers"],
-                     "stored dtype": ", ".join(sorted(d.tensors["dtype"].unique())),
-                     "source": info["source"], "why": info["why"]})
+                     "stored dtype": ", ".join(sorted(d.tensors["dtype"].unique()))})
     return pd.DataFrame(rows).set_index("model")
+
+
+def model_sources_table(dists: list[Distribution]) -> pd.DataFrame:
+    return pd.DataFrame([{"model": d.name, "source": d.summary["model_info"]["source"],
+                          "why": d.summary["model_info"]["why"]} for d in dists]).set_index("model")
 
 
 def model_selection_text(dists: list[Distribution]) -> str:
@@ -227,7 +231,8 @@ def quality_text(model: str, quality: pd.DataFrame) -> str:
     rows = quality[quality["metric"] == metric]
     dense = float(rows[rows["method"] == "dense"]["value"].iloc[0])
     n_tokens = int(rows["n_tokens"].iloc[0])
-    parts = [f"Dense {model}: {metric} {dense:.4g} ({n_tokens:,} scored positions of held-out text)."]
+    unit = "passages" if metric == "retrieval_top1" else "scored tokens"
+    parts = [f"Dense {model}: {metric} {dense:.4g} ({n_tokens:,} {unit} of held-out text)."]
     pruned = rows[rows["method"] != "dense"]
     for (target, nm), group in pruned.groupby(["target_sparsity", "nm"], sort=True):
         ranked = group.sort_values("value", ascending=(better == "lower"))
@@ -239,3 +244,136 @@ def quality_text(model: str, quality: pd.DataFrame) -> str:
         parts.append(f"The output distribution moves least under {run_name(low['method'], low['target_sparsity'], low['nm'])} "
                      f"(KL {low['value']:.3g} nats from dense).")
     return " ".join(parts)
+
+
+# ----------------------------------------------------------------------------- size and runtime
+def load_benchmark(results_dir: str | os.PathLike, model: str, name: str) -> pd.DataFrame:
+    path = Path(results_dir) / result_slug(model) / "benchmarks" / f"{name}.csv"
+    if not path.exists():
+        raise SparsescopeError(f"no {name} results for {model!r} at {path}: run `make report` first")
+    return pd.read_csv(path, keep_default_na=False)
+
+
+def size_text(model: str, sizes: pd.DataFrame) -> str:
+    un = sizes[sizes["nm"] == ""].sort_values("achieved_sparsity")
+    parts = []
+    for target in sorted(un["target_sparsity"].unique()):
+        r = un[un["target_sparsity"] == target].iloc[0]
+        parts.append(f"at {r['achieved_sparsity']:.0%} the pruned matrices of {model} cost {r['bits_per_weight']:.2f} bits "
+                     f"per weight against an entropy bound of {r['bound_bits_per_weight']:.2f} "
+                     f"({r['ratio_to_bound']:.3f}×), and the whole checkpoint is {r['saved_over_dense']:.1%} of the dense file")
+    worst = sizes.loc[sizes["ratio_to_bound"].idxmax()]
+    return ("; ".join(parts) + f". Over all {len(sizes)} runs the code is at most {worst['ratio_to_bound']:.3f}× the "
+            "entropy bound; what remains of the file is the part that is not pruned (embeddings, norms, heads).")
+
+
+def runtime_text(model: str, runtime: pd.DataFrame, crossovers: pd.DataFrame) -> str:
+    parts = []
+    dense_kernels = runtime[runtime["kind"] == "dense-kernels"]
+    for r in dense_kernels.itertuples():
+        parts.append(f"With dense kernels the {r.sparsity:.0%}-sparse {model} runs a batch of {int(float(r.batch))} at "
+                     f"{r.speedup:.2f}× the dense model's speed ({r.sparse_ms:.1f} ms vs {r.dense_ms:.1f} ms).")
+    csr = crossovers[crossovers["kind"] == "kernel-csr"]
+    if len(csr):
+        found = csr[csr["crossover_sparsity"] != ""]
+        for n in sorted(csr["tokens"].unique()):
+            at = found[found["tokens"] == n]["crossover_sparsity"].astype(float)
+            never = int((csr["tokens"] == n).sum() - len(at))
+            if len(at):
+                span = f"{at.min():.0%}" if round(at.min(), 2) == round(at.max(), 2) else f"{at.min():.0%}–{at.max():.0%}"
+                parts.append(f"With {n} token(s) per batch, CSR beats dense from {span} sparsity depending on the "
+                             "matrix" + (f" (never, up to {runtime['sparsity'].max():.0%}, for {never} shape(s))."
+                                         if never else "."))
+            else:
+                parts.append(f"With {n} token(s) per batch, CSR never beats dense up to "
+                             f"{runtime['sparsity'].max():.0%} sparsity.")
+    e2e = runtime[runtime["kind"] == "sparse-kernels-e2e"]
+    for r in e2e.itertuples():
+        parts.append(f"End to end with CSR linear layers at {r.sparsity:.0%} sparsity, a batch of {int(float(r.batch))} runs "
+                     f"{r.speedup:.2f}× as fast as dense ({r.sparse_ms:.1f} ms vs {r.dense_ms:.1f} ms).")
+    gpu = runtime[runtime["kind"] == "kernel-2:4"]
+    if len(gpu):
+        parts.append(f"2:4 semi-structured kernels on {gpu['device'].iloc[0]}: {gpu['speedup'].min():.2f}–"
+                     f"{gpu['speedup'].max():.2f}× over dense across shapes and batch sizes.")
+    else:
+        parts.append(f"No CUDA device was present ({runtime['device'].iloc[0]}), so 2:4 sparse tensor cores were not "
+                     "measured in this run; `bench/gpu_semi_structured.py` measures them where a GPU is.")
+    return " ".join(parts)
+
+
+# ------------------------------------------------------------------------------------ challenges
+def at_half(runtime: pd.DataFrame) -> str:
+    """What CSR does at 50% sparsity, the level where one-shot quality holds best."""
+    half = runtime[(runtime["kind"] == "kernel-csr") & (runtime["sparsity"] == 0.5)]
+    if not len(half):
+        return ""
+    return (f" At 50% sparsity, where one-shot quality holds best, CSR ran at {half['speedup'].min():.2f}–"
+            f"{half['speedup'].max():.2f}× dense speed across the measured shapes and batch sizes.")
+
+def challenges_text(models: list[str], qualities: dict, sizes: dict, runtimes: dict, crossovers: dict) -> str:
+    """The seed's four questions, each answered with this run's numbers and what stays unsolved."""
+    kl = pd.concat([q[(q["metric"] == "kl_from_dense") & (q["method"] != "dense")].assign(model=m)
+                    for m, q in qualities.items()])
+    half = kl[(kl["target_sparsity"] == 0.5) & (kl["nm"] == "")]
+    lines = ["### Which weights carry which abilities?",
+             "No map from individual weights to abilities exists, and this suite does not build one. What it measures "
+             "is how far pruning moves each model's output distribution: "]
+    for m in models:
+        h = half[half["model"] == m]
+        if len(h):
+            lo, hi = h.loc[h["value"].idxmin()], h.loc[h["value"].idxmax()]
+            lines[-1] += (f"at 50% sparsity {m} moves by {lo['value']:.3g} nats of KL under {lo['method']} but "
+                          f"{hi['value']:.3g} under {hi['method']}; ")
+    lines[-1] = lines[-1].rstrip("; ") + ". Which abilities those nats carry stays unsolved."
+    lines += ["### One-shot or iterative?",
+              "Every method here is one-shot: no retraining. "]
+    best_calibrated = cases = 0
+    for m, q in qualities.items():
+        metric = next(x for x in PRIMARY_METRIC if x in set(q["metric"]))
+        rows = q[(q["metric"] == metric) & (q["nm"] == "")]
+        dense = float(rows[rows["method"] == "dense"]["value"].iloc[0])
+        for target in sorted(rows[rows["method"] != "dense"]["target_sparsity"].unique()):
+            at = rows[rows["target_sparsity"] == target]
+            best = at.loc[at["value"].idxmin() if PRIMARY_METRIC[metric] == "lower" else at["value"].idxmax()]
+            worst = at.loc[at["value"].idxmax() if PRIMARY_METRIC[metric] == "lower" else at["value"].idxmin()]
+            lines[-1] += (f"{m} at {target:.0%}: {metric} {best['value']:.4g} with {best['method']} vs "
+                          f"{worst['value']:.4g} with {worst['method']} (dense {dense:.4g}); ")
+            cases += 1
+            best_calibrated += best["method"] in ("wanda", "sparsegpt")
+    lines[-1] = (lines[-1].rstrip("; ") + f". In {best_calibrated} of these {cases} model × sparsity cases the best "
+                 "one-shot method is a calibrated one (Wanda or SparseGPT). The gap to dense that remains is what "
+                 "iterative pruning with retraining would have to close; that needs training compute this suite does "
+                 "not assume — unsolved here.")
+    size_all = pd.concat([s.assign(model=m) for m, s in sizes.items()])
+    un = size_all[size_all["nm"] == ""]
+    probes = size_all[size_all["dense_save_bytes"] != ""]
+    resaved = "; ".join(f"{r.model} pruned to {r.achieved_sparsity:.0%} and saved dense takes "
+                        f"{float(r.dense_save_bytes) / r.dense_bytes:.1%} of the original's bytes"
+                        for r in probes.itertuples())
+    lines += ["### Do pruned models get smaller?",
+              "Not when saved the seed's way: a dense save stores every zero (" + resaved + "). The compressed format stores each pruned matrix as its kept values plus a bitmask or a "
+              f"Rice-coded index: over {len(size_all)} checkpoints it spends at most "
+              f"{size_all['ratio_to_bound'].max():.3f}× the entropy bound on the pruned matrices, and whole checkpoints "
+              f"at {un['achieved_sparsity'].max():.0%} sparsity take "
+              f"{un[un['target_sparsity'] == un['target_sparsity'].max()]['saved_over_dense'].min():.0%}–"
+              f"{un[un['target_sparsity'] == un['target_sparsity'].max()]['saved_over_dense'].max():.0%} of the dense "
+              "bytes; the rest is the unpruned embeddings, norms and heads."]
+    rt = pd.concat([r.assign(model=m) for m, r in runtimes.items()])
+    dk = rt[rt["kind"] == "dense-kernels"]
+    e2e = rt[rt["kind"] == "sparse-kernels-e2e"]
+    cr = pd.concat([c for c in crossovers.values()])
+    found = cr[(cr["kind"] == "kernel-csr") & (cr["crossover_sparsity"] != "")]["crossover_sparsity"].astype(float)
+    lines += ["### Do pruned models get faster?",
+              f"Not with dense kernels: measured side by side, pruned models ran at {dk['speedup'].min():.2f}–"
+              f"{dk['speedup'].max():.2f}× the dense speed — zeros are multiplied like any number. "
+              + (f"CPU CSR kernels win only above a crossover sparsity, {found.min():.0%}–{found.max():.0%} on this "
+                 "machine depending on matrix shape and tokens per batch; " if len(found) else
+                 "CPU CSR kernels never beat dense in the measured range; ")
+              + (f"end to end, models with their linear layers in CSR above that crossover ran "
+                 f"{e2e['speedup'].min():.2f}–{e2e['speedup'].max():.2f}× as fast as dense. " if len(e2e) else "")
+              + "N:M (2:4) pruning is the pattern GPU sparse tensor cores run; "
+              + ("this run measured them (see Runtime)." if (rt["kind"] == "kernel-2:4").any() else
+                 "no GPU was present in this run, so that speed-up stays unmeasured here "
+                 "(`bench/gpu_semi_structured.py` measures it where a GPU is).")
+              + at_half(rt)]
+    return "\n\n".join(lines)

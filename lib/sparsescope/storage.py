@@ -280,3 +280,23 @@ def export_dense(folder: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
 
 def checkpoint_bytes(folder: str | os.PathLike) -> int:
     return sum(p.stat().st_size for p in weight_files(folder))
+
+
+def size_breakdown(folder: str | os.PathLike) -> dict:
+    """From the headers of a compressed checkpoint: bits spent on its sparse matrices against the
+    entropy bound (mask entropy H(s) plus the kept values' bits) of the same matrices."""
+    from .weights import read_safetensors_header
+    numel = nnz = spent = bound = 0
+    for path in weight_files(folder):
+        infos, metadata = read_safetensors_header(path)
+        sizes = {t.name: t.nbytes for t in infos}
+        for name, info in json.loads(metadata.get(META_KEY, '{"tensors": {}}'))["tensors"].items():
+            n = math.prod(info["shape"])
+            value_bits = 8 * torch.empty(0, dtype=getattr(torch, info["dtype"])).element_size()
+            numel += n
+            nnz += info["nnz"]
+            spent += 8 * (sizes[f"{name}::values"] + sizes[f"{name}::index"])
+            bound += entropy_bound_bits(n, info["nnz"], value_bits)
+    return {"sparse_weights": numel, "sparse_nnz": nnz, "bits_per_weight": spent / max(numel, 1),
+            "bound_bits_per_weight": bound / max(numel, 1), "ratio_to_bound": spent / bound if bound else float("nan"),
+            "file_bytes": checkpoint_bytes(folder)}
