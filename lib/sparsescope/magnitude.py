@@ -21,12 +21,13 @@ from .errors import SparsescopeError
 from .statistics import N_KEYS, _split_histogram
 
 
-def abs_bits(w: torch.Tensor) -> torch.Tensor:
-    """|w| as float32 bit patterns (int32): integer order equals magnitude order."""
+def float32_bits(w: torch.Tensor) -> np.ndarray:
+    """w's float32 bit patterns as uint32 (a view for contiguous float32; fp16/bf16 convert exactly).
+    The kernels below drop the sign bit themselves, so integer order is magnitude order."""
     w = w.detach().reshape(-1)
     if w.dtype != torch.float32:
-        w = w.float()  # exact for fp16/bf16
-    return w.contiguous().view(torch.int32) & 0x7FFFFFFF
+        w = w.float()
+    return w.contiguous().numpy().view(np.uint32)
 
 
 def n_to_prune(sparsity: float, n: int) -> int:
@@ -65,7 +66,7 @@ class Threshold:
 
 
 def key_histogram(w: torch.Tensor) -> np.ndarray:
-    bits = abs_bits(w).numpy().view(np.uint32)
+    bits = float32_bits(w)
     no_cut = np.arange(N_KEYS, dtype=np.uint32) << 16
     return _split_histogram(bits, no_cut, numba.get_num_threads()).reshape(N_KEYS, 2).sum(axis=1)
 
@@ -82,23 +83,58 @@ def global_threshold(tensors_pass1, tensors_pass2, k: int) -> Threshold:
     below_key = int(cum[key - 1]) if key else 0
     low = np.zeros(1 << 16, np.int64)
     for w in tensors_pass2:
-        low += _low_histogram(abs_bits(w).numpy().view(np.uint32), key, numba.get_num_threads())
+        low += _low_histogram(float32_bits(w), key, numba.get_num_threads())
     low_cum = np.cumsum(low)
     j = int(np.searchsorted(low_cum, k - below_key, side="left"))
     below = below_key + (int(low_cum[j - 1]) if j else 0)
     return Threshold((key << 16) | j, k - below)
 
 
-def apply_threshold(w: torch.Tensor, threshold: Threshold) -> tuple[torch.Tensor, int]:
-    """Zero w below the threshold and up to `threshold.ties` ties in order; returns (pruned, ties used)."""
-    bits = abs_bits(w)
-    mask = bits < threshold.bits
-    used = 0
-    if threshold.ties:
-        ties = torch.nonzero(bits == threshold.bits).reshape(-1)[: threshold.ties]
-        mask[ties] = True
-        used = ties.numel()
-    return w.masked_fill(mask.reshape(w.shape), 0), used
+@numba.njit(parallel=True, cache=True)
+def _zero_at_or_below(bits, out, threshold, n_threads):
+    """out = bits with every |w| <= threshold zeroed (branch-free, threaded).
+    Returns (how many |w| equal the threshold, zeros in out)."""
+    n = bits.size
+    equal = np.zeros(n_threads, np.int64)
+    zeros = np.zeros(n_threads, np.int64)
+    step = (n + n_threads - 1) // n_threads
+    for t in numba.prange(n_threads):
+        e = z = 0
+        for i in range(t * step, min(n, (t + 1) * step)):
+            b = bits[i] & 0x7FFFFFFF
+            v = bits[i] if b > threshold else 0
+            out[i] = v
+            e += b == threshold
+            z += (v & 0x7FFFFFFF) == 0
+        equal[t], zeros[t] = e, z
+    return equal.sum(), zeros.sum()
+
+
+@numba.njit(cache=True)
+def _restore_ties(bits, out, threshold, skip):
+    """Give back the weights equal to the threshold after the first `skip` of them, in order."""
+    seen = restored = 0
+    for i in range(bits.size):
+        if (bits[i] & 0x7FFFFFFF) == threshold:
+            if seen >= skip:
+                out[i] = bits[i]
+                restored += 1
+            seen += 1
+    return restored
+
+
+def apply_threshold(w: torch.Tensor, threshold: Threshold) -> tuple[torch.Tensor, int, int]:
+    """Zero w below the threshold and up to `threshold.ties` ties in order.
+    Returns (pruned tensor in w's dtype, ties used, zeros in it)."""
+    bits = float32_bits(w)
+    out = torch.empty(w.numel(), dtype=torch.float32)
+    out_bits = out.numpy().view(np.uint32)
+    equal, zeros = _zero_at_or_below(bits, out_bits, threshold.bits, numba.get_num_threads())
+    used = min(int(equal), threshold.ties)
+    if equal > used:  # ties beyond the quota stay
+        restored = _restore_ties(bits, out_bits, threshold.bits, used)
+        zeros -= restored if threshold.bits else 0
+    return out.reshape(w.shape).to(w.dtype), used, int(zeros)
 
 
 def prune_smallest(w: torch.Tensor, k: int) -> torch.Tensor:

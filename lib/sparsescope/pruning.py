@@ -77,15 +77,21 @@ class PrunableSet:
     tags: dict = field(default_factory=dict)
 
 
-def prunable_set(folder: Path, family: str, include_embeddings: bool) -> PrunableSet:
-    """Prunable tensors of a checkpoint; which dimension is the input comes from the model's module types."""
+def input_dims(folder: Path) -> dict[str, int]:
+    """Which dimension of each linear weight indexes the inputs, from the model's module types (built on
+    the meta device: no memory, but it imports the modelling code, so only N:M asks for it)."""
     from accelerate import init_empty_weights
     from transformers import AutoConfig
     from .layers import input_dim, is_linear
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     with init_empty_weights():
         model = auto_class(config).from_config(config, trust_remote_code=False)
-    in_dims = {f"{n}.weight": input_dim(m) for n, m in model.named_modules() if is_linear(m)}
+    return {f"{n}.weight": input_dim(m) for n, m in model.named_modules() if is_linear(m)}
+
+
+def prunable_set(folder: Path, family: str, include_embeddings: bool, need_input_dims: bool = False) -> PrunableSet:
+    """Prunable tensors of a checkpoint, with their input dimension when asked."""
+    in_dims = input_dims(folder) if need_input_dims else {}
     out = PrunableSet()
     for name, dtype, shape in list_tensors(folder):
         t = tag(name, shape, family, floating=dtype.is_floating_point)
@@ -146,7 +152,7 @@ def prune_model(model: str, out_dir: str | os.PathLike, spec: PruneSpec, save_fo
     started = time.time()
     info = describe(model)
     folder = Path(info["folder"])
-    targets = prunable_set(folder, info["family"], spec.include_embeddings)
+    targets = prunable_set(folder, info["family"], spec.include_embeddings, need_input_dims=spec.method == "nm_magnitude")
     n_prunable = sum(math.prod(s) for n, _, s in list_tensors(folder) if n in targets.names)
     k_global = n_to_prune(spec.sparsity, n_prunable)
 
@@ -161,33 +167,37 @@ def prune_model(model: str, out_dir: str | os.PathLike, spec: PruneSpec, save_fo
         pruned_by_name = calibrated_weights(model, folder, spec, targets, progress)
 
     def pruned_tensors():
-        """(name, tensor, pruned?) in checkpoint order."""
+        """(name, tensor, zeros in it or None when not pruned) in checkpoint order."""
         nonlocal ties_left
         for name, w in tqdm(iter_tensors(folder), desc="writing", total=len(targets.tags), disable=not progress):
             if name not in targets.names:
-                yield name, w, False
-            elif spec.method == "global_magnitude":
-                out, used = apply_threshold(w, Threshold(threshold.bits, ties_left))
+                yield name, w, None
+                continue
+            if spec.method == "global_magnitude":
+                out, used, zeros = apply_threshold(w, Threshold(threshold.bits, ties_left))
                 ties_left -= used
-                yield name, out, True
-            elif spec.method == "layer_magnitude":
-                yield name, prune_smallest(w, n_to_prune(spec.sparsity, w.numel())), True
+                yield name, out, zeros
+                continue
+            if spec.method == "layer_magnitude":
+                out = prune_smallest(w, n_to_prune(spec.sparsity, w.numel()))
             elif spec.method == "nm_magnitude":
-                yield name, nm_magnitude(w, *parse_nm(spec.nm), targets.names[name]), True
+                out = nm_magnitude(w, *parse_nm(spec.nm), targets.names[name])
             else:
-                yield name, pruned_by_name[name].to(w.dtype), True
+                out = pruned_by_name[name].to(w.dtype)
+            yield name, out, int((out == 0).sum())
 
     formats = ["compressed", "dense"] if save_format == "both" else [save_format]
     per_tensor = []
     with atomic_dir(final) as tmp:
         writers = {f: CheckpointWriter(tmp / f) for f in formats}
-        for name, w, pruned in pruned_tensors():
+        for name, w, zeros in pruned_tensors():
+            pruned = zeros is not None
             for fmt, writer in writers.items():
                 (writer.add_sparse if pruned and fmt == "compressed" else writer.add)(name, w)
             if pruned:
                 t = targets.tags[name]
                 per_tensor.append({"name": name, "stack": t.stack, "block": t.block, "component": t.component,
-                                   "n": w.numel(), "n_zero": int((w == 0).sum())})
+                                   "n": w.numel(), "n_zero": zeros})
         for fmt, writer in writers.items():
             writer.close()
             copy_model_files(folder, tmp / fmt, {"format": FORMAT, "version": VERSION, "source": model,

@@ -287,6 +287,12 @@ def runtime_text(model: str, runtime: pd.DataFrame, crossovers: pd.DataFrame) ->
             else:
                 parts.append(f"With {n} token(s) per batch, CSR never beats dense up to "
                              f"{runtime['sparsity'].max():.0%} sparsity.")
+    bsr = runtime[runtime["kind"] == "kernel-bsr"]
+    if len(bsr):
+        best = bsr.loc[bsr["speedup"].idxmax()]
+        parts.append(f"BSR (16×16 blocks) on these unstructured masks reached at best {best['speedup']:.2f}× dense "
+                     f"({best['shape_or_model']}, {best['sparsity']:.0%}, {int(best['tokens'])} tokens): block formats "
+                     "pay off only when pruning keeps whole blocks.")
     e2e = runtime[runtime["kind"] == "sparse-kernels-e2e"]
     for r in e2e.itertuples():
         parts.append(f"End to end with CSR linear layers at {r.sparsity:.0%} sparsity, a batch of {int(float(r.batch))} runs "

@@ -24,7 +24,6 @@ import numba
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from .errors import SparsescopeError
 from .runs import write_json
@@ -33,7 +32,7 @@ from .weights import iter_file_tensors, tag, weight_files
 FORMAT = "sparsescope-sparse"
 VERSION = 1
 META_KEY = "sparsescope"
-SHARD_BYTES = 1 << 30
+SHARD_BYTES = 512 << 20  # pruned tensors wait in memory until their shard is written
 INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
@@ -182,7 +181,7 @@ class CheckpointWriter:
         metadata = {"format": "pt"}
         if self.pending_meta:
             metadata[META_KEY] = json.dumps({"version": VERSION, "tensors": self.pending_meta})
-        save_file(self.pending, self.out_dir / fname, metadata=metadata)
+        write_safetensors(self.out_dir / fname, self.pending, metadata)
         self.shards.append((fname, list(self.pending)))
         self.pending, self.pending_meta, self.pending_bytes = {}, {}, 0
 
@@ -196,6 +195,28 @@ class CheckpointWriter:
                 for n in names:
                     weight_map[n.split("::")[0]] = fname
             write_json({"metadata": {}, "weight_map": weight_map}, self.out_dir / "model.safetensors.index.json")
+
+
+SAFETENSORS_NAMES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+                     torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+                     torch.bool: "BOOL"}
+
+
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write a safetensors file tensor by tensor (no second copy of the whole shard in memory)."""
+    header, offset = {"__metadata__": metadata}, 0
+    for name, t in tensors.items():
+        nbytes = t.numel() * t.element_size()
+        header[name] = {"dtype": SAFETENSORS_NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
+    with open(path, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little"))
+        f.write(raw)
+        for t in tensors.values():
+            if t.numel():
+                f.write(t.contiguous().reshape(-1).view(torch.uint8).numpy().data)
 
 
 def copy_model_files(src: str | os.PathLike, dst: str | os.PathLike, extra_config: dict | None = None) -> None:
