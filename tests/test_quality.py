@@ -131,3 +131,14 @@ def test_text_shorter_than_a_window_and_empty_split(tiny_models, monkeypatch):
     monkeypatch.setattr(quality, "split_text", lambda split: "   ")
     with pytest.raises(SparsescopeError, match="empty"):
         QualityEvaluator(model, tiny_models["gpt2"], Budget(n_tokens=64, window=32))
+
+
+def test_wikitext_without_the_hub_is_one_line():
+    import os
+    import subprocess
+    import sys
+    code = ("from sparsescope.quality import evaluation_text\n"
+            "try:\n    evaluation_text('wikitext2')\nexcept Exception as err:\n    print(type(err).__name__, err)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}).stdout.strip()
+    assert out.startswith("SparsescopeError WikiText-2 could not be fetched") and "\n" not in out
