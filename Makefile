@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml Makefile
 system-packages:
 	@missing=""; for tool in npm:npm espeak-ng:espeak-ng pdftoppm:poppler-utils chromium:chromium; do \
 	  command -v $${tool%%:*} >/dev/null || missing="$$missing $${tool##*:}"; done; \
-	ldconfig -p | grep -q libpangoft2 || missing="$$missing libpango-1.0-0 libpangoft2-1.0-0"; \
+	ldconfig -p | grep libpangoft2 >/dev/null || missing="$$missing libpango-1.0-0 libpangoft2-1.0-0"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing system packages:$$missing"; \

@@ -220,17 +220,23 @@ def runtime_figure(runtime, title: str):
     end-to-end ratios (dense kernels on the pruned model; CSR layers above the crossover)."""
     kernels = runtime[runtime["kind"] == "kernel-csr"]
     token_counts = sorted(kernels["tokens"].unique())
-    fig, axes = plt.subplots(1, len(token_counts) + 1, figsize=(4.2 * (len(token_counts) + 1), 4.0), squeeze=False)
-    for ax, n in zip(axes[0], token_counts):
+    panels = len(token_counts) + 1
+    cols = min(3, panels)
+    rows_n = (panels + cols - 1) // cols
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.6 * cols, 3.8 * rows_n), squeeze=False)
+    flat = list(axes.flat)
+    for ax, n in zip(flat, token_counts):
         for shape, rows in kernels[kernels["tokens"] == n].groupby("shape_or_model"):
             ax.plot(100 * rows["sparsity"], rows["speedup"], "o-", label=shape, ms=4)
         ax.axhline(1.0, color="0.3", lw=0.8, ls="--")
         ax.set_yscale("log")
-        ax.set(xlabel="sparsity (%)", ylabel="CSR speedup over dense (×, log scale)", title=f"{n} token(s) per batch")
-    axes[0][0].legend(fontsize="x-small", title="matrix (out×in)")
-    ax = axes[0][-1]
+        ax.set(xlabel="sparsity (%)", ylabel="CSR speedup over dense (×, log)", title=f"{n} token(s) per batch")
+    for ax in flat[panels:]:
+        ax.set_visible(False)
+    flat[0].legend(fontsize="x-small", title="matrix (out×in)")
+    ax = flat[len(token_counts)]
     e2e = runtime[runtime["kind"].isin(["dense-kernels", "sparse-kernels-e2e"])]
-    labels = [f"{k}\n{int(s * 100)}%, batch {b}" for k, s, b in zip(e2e["kind"], e2e["sparsity"], e2e["batch"])]
+    labels = [f"{k}\n{s:.0%}, batch {int(b)}" for k, s, b in zip(e2e["kind"], e2e["sparsity"], e2e["batch"])]
     ax.bar(range(len(e2e)), e2e["speedup"], color=["0.6" if k == "dense-kernels" else "tab:green" for k in e2e["kind"]])
     ax.set_xticks(range(len(e2e)), labels, rotation=30, ha="right", fontsize="x-small")
     ax.axhline(1.0, color="0.3", lw=0.8, ls="--")
