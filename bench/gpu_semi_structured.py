@@ -63,7 +63,7 @@ def main() -> None:
         print(f"{r['shape_or_model']:>11} {r['tokens']:>6} {r['dense_ms']:9.3f} {r['sparse_ms']:8.3f} {r['speedup']:7.2f}")
     dense = gpt2_xl_linear(torch.float16)
     sparse = to_semi_structured(dense)
-    print(f"\nGPT2-XL end to end, 128 tokens per sequence")
+    print("\nGPT2-XL end to end, 128 tokens per sequence")
     print(f"{'batch':>5} {'dense ms':>9} {'2:4 ms':>8} {'speedup':>7}")
     with torch.no_grad():
         for b in args.batches:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,7 +60,6 @@ def run(kind: str, folder: Path, out: Path) -> dict:
 def compare_masks(original: Path, seed_out: Path, ours: Path) -> str:
     """Masks must be identical, except where |w| ties at the threshold: torch's topk breaks such ties in
     an unspecified order, ours in checkpoint order. Both must zero the same number of weights."""
-    import torch
     from sparsescope.storage import read_state_dict
     from sparsescope.weights import tag
     dense, a, b = read_state_dict(original), read_state_dict(seed_out), read_state_dict(ours)

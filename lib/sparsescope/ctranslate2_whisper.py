@@ -45,7 +45,9 @@ def read_ct2_model(path: str | Path) -> dict[str, torch.Tensor]:
         return text
 
     take("I")  # format version
-    spec, _revision, count = string(), take("I"), take("I")
+    spec = string()
+    take("I")  # spec revision
+    count = take("I")
     if spec != "WhisperSpec":
         raise SparsescopeError(f"{path} holds a CTranslate2 {spec}, not a WhisperSpec")
     out: dict[str, torch.Tensor] = {}

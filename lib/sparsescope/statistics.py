@@ -220,9 +220,6 @@ class WeightStats:
     def summary(self) -> dict:
         return {g: self.groups[g].summary() for g in ("all", "prunable") if g in self.groups}
 
-    def log10_histogram(self, group: str) -> dict:
-        return log10_histogram(self.groups[group])
-
     def save(self, out_dir: str | os.PathLike) -> None:
         """histograms.npz (exact key-bin counts per group) and tensors.csv."""
         import pandas as pd

@@ -232,11 +232,6 @@ def copy_model_files(src: str | os.PathLike, dst: str | os.PathLike, extra_confi
 
 
 # ------------------------------------------------------------------------------------- reader
-def is_compressed(folder: str | os.PathLike) -> bool:
-    config = Path(folder) / "config.json"
-    return config.exists() and json.loads(config.read_text()).get(META_KEY, {}).get("format") == FORMAT
-
-
 def read_state_dict(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Every tensor of a checkpoint, sparse ones decompressed."""
     state: dict[str, torch.Tensor] = {}
