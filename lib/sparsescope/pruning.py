@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .calibration import DEFAULT_SAMPLES, DEFAULT_SEQLEN
 from .errors import SparsescopeError
 from .magnitude import (Threshold, apply_threshold, check_sparsity, global_threshold, n_to_prune, nm_magnitude,
                         parse_nm, prune_smallest)
@@ -31,7 +32,6 @@ from .weights import iter_tensors, list_tensors, tag, weight_files
 
 METHODS = ("global_magnitude", "layer_magnitude", "nm_magnitude", "wanda", "sparsegpt")
 SAVE_FORMATS = ("compressed", "dense", "both")
-STREAMED = ("global_magnitude", "layer_magnitude", "nm_magnitude")
 CALIBRATED = ("wanda", "sparsegpt")
 EXTRA_COMPONENTS = ("embedding", "head")  # pruned only with include_embeddings
 
@@ -42,8 +42,8 @@ class PruneSpec:
     sparsity: float | None = None          # unstructured target; None with nm
     nm: str | None = None                  # "N:M" for nm_magnitude and N:M wanda/sparsegpt
     include_embeddings: bool = False
-    n_samples: int = 16
-    seqlen: int = 128
+    n_samples: int = DEFAULT_SAMPLES
+    seqlen: int = DEFAULT_SEQLEN
     seed: int = 0
 
     def __post_init__(self):
@@ -75,6 +75,7 @@ class PrunableSet:
     """Names of the tensors a run prunes, with their input dimension and tags."""
     names: dict[str, int] = field(default_factory=dict)   # name -> input dimension
     tags: dict = field(default_factory=dict)
+    n_weights: int = 0                                    # elements in the pruned tensors
 
 
 def input_dims(folder: Path) -> dict[str, int]:
@@ -98,6 +99,7 @@ def prunable_set(folder: Path, family: str, include_embeddings: bool, need_input
         out.tags[name] = t
         if t.prunable or (include_embeddings and len(shape) == 2 and t.component in EXTRA_COMPONENTS):
             out.names[name] = in_dims.get(name, 1)
+            out.n_weights += math.prod(shape)
     if not out.names:
         raise SparsescopeError(f"{folder} has no prunable matrices (2-D linear weights inside blocks)")
     return out
@@ -153,7 +155,7 @@ def prune_model(model: str, out_dir: str | os.PathLike, spec: PruneSpec, save_fo
     info = describe(model)
     folder = Path(info["folder"])
     targets = prunable_set(folder, info["family"], spec.include_embeddings, need_input_dims=spec.method == "nm_magnitude")
-    n_prunable = sum(math.prod(s) for n, _, s in list_tensors(folder) if n in targets.names)
+    n_prunable = targets.n_weights
     k_global = n_to_prune(spec.sparsity, n_prunable)
 
     if spec.method == "global_magnitude":

@@ -252,10 +252,17 @@ class QualityEvaluator:
 
     def evaluate(self, model) -> list[dict]:
         """Rows (metric, value, n_tokens) for `model`, the KL from the dense model included."""
+        return self.score(self._outputs(model))
+
+    def evaluate_dense(self) -> list[dict]:
+        """The dense model's rows, from the outputs kept at construction (no second forward)."""
+        return self.score(self.dense)
+
+    def score(self, outputs) -> list[dict]:
         nll_sum = correct = kl_sum = 0.0
         n = 0
         hypotheses, embeddings = [], None
-        for out, dense in zip(self._outputs(model), self.dense):
+        for out, dense in zip(outputs, self.dense):
             logp, labels = out["logp"], out["labels"]
             nll_sum += float(F.nll_loss(logp, labels, reduction="sum"))
             correct += float((logp.argmax(-1) == labels).sum())
@@ -317,15 +324,15 @@ def evaluate_checkpoints(model: str, pruning_dir, out_dir, budget: Budget = Budg
         if evaluator is None:  # built lazily: a finished evaluation needs no model at all
             evaluator = QualityEvaluator(load_model(model, dtype=torch.float32), model_folder(model), budget, corpus)
         if run is None:
-            scored, meta = load_model(model, dtype=torch.float32), {"method": "dense", "target_sparsity": 0.0, "nm": ""}
+            scores, meta = evaluator.evaluate_dense(), {"method": "dense", "target_sparsity": 0.0, "nm": ""}
         else:
             config = json.loads((Path(run.checkpoint) / "config.json").read_text())
             source = config.get("sparsescope", {}).get("source")
             if source is not None and source != model:
                 raise SparsescopeError(f"{run.checkpoint} was pruned from {source!r}, not {model!r}")
-            scored = load_pruned(run.checkpoint, dtype=torch.float32)
+            scores = evaluator.evaluate(load_pruned(run.checkpoint, dtype=torch.float32))
             meta = {"method": run.method, "target_sparsity": run.target_sparsity, "nm": run.nm}
-        result = [{**meta, **r} for r in evaluator.evaluate(scored)]
+        result = [{**meta, **r} for r in scores]
         write_json({"settings": settings, "rows": result}, cached)
         rows += result
     table = pd.DataFrame(rows)

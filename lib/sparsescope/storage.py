@@ -27,7 +27,7 @@ from safetensors import safe_open
 
 from .errors import SparsescopeError
 from .runs import write_json
-from .weights import iter_file_tensors, tag, weight_files
+from .weights import SAFETENSORS_DTYPES, iter_file_tensors, tag, weight_files
 
 FORMAT = "sparsescope-sparse"
 VERSION = 1
@@ -150,21 +150,17 @@ class CheckpointWriter:
         self.pending_meta: dict[str, dict] = {}
         self.pending_bytes = 0
         self.shards: list[tuple[str, list[str]]] = []
-        self.sparse_bytes = 0
 
     def add(self, name: str, tensor: torch.Tensor) -> None:
         self._put({name: tensor.contiguous()}, {})
 
-    def add_sparse(self, name: str, tensor: torch.Tensor) -> int:
-        """Store compressed if that is smaller, else dense; returns the bytes it takes."""
+    def add_sparse(self, name: str, tensor: torch.Tensor) -> None:
+        """Store compressed if that is smaller, else dense."""
         values, index, info = encode_sparse(tensor)
-        size = values.numel() * values.element_size() + index.numel()
-        if size >= tensor.numel() * tensor.element_size():
+        if values.numel() * values.element_size() + index.numel() >= tensor.numel() * tensor.element_size():
             self.add(name, tensor)
-            return tensor.numel() * tensor.element_size()
-        self._put({f"{name}::values": values, f"{name}::index": index}, {name: info})
-        self.sparse_bytes += size
-        return size
+        else:
+            self._put({f"{name}::values": values, f"{name}::index": index}, {name: info})
 
     def _put(self, tensors: dict, meta: dict) -> None:
         size = sum(t.numel() * t.element_size() for t in tensors.values())
@@ -197,9 +193,7 @@ class CheckpointWriter:
             write_json({"metadata": {}, "weight_map": weight_map}, self.out_dir / "model.safetensors.index.json")
 
 
-SAFETENSORS_NAMES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-                     torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-                     torch.bool: "BOOL"}
+SAFETENSORS_NAMES = {dtype: name for name, dtype in SAFETENSORS_DTYPES.items()}
 
 
 def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
