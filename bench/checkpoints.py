@@ -24,9 +24,8 @@ def random_checkpoint(name: str) -> Path:
     import transformers
     from safetensors.torch import save_file
     from tqdm import tqdm
-    from sparsescope.runs import atomic_dir, write_json
-    from sparsescope.sources import cache_dir
-    final = cache_dir() / "bench" / f"random-{name}"
+    from sparsescope.artifacts import atomic_dir, cache_dir, write_json
+    final = cache_dir("bench") / f"random-{name}"
     if (final / "model.safetensors.index.json").exists():
         return final
     model_cls, config_cls, kwargs = CONFIGS[name]

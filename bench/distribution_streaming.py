@@ -5,7 +5,7 @@
 Writes a random-init checkpoint with the real config (1.56B fp32 weights, ~6.2 GB) once into the cache,
 without ever holding the model, then measures in one run, each in its own process (so peak RSS is
 its own): (a) the plain pass — safetensors `get_tensor` for every tensor and sum |w| — and (b)
-`sparsescope.statistics.analyze_folder`. Targets: peak RSS <= 2.5 GB; wall <= 2x the plain pass.
+`sparsescope.analysis.statistics.analyze_folder`. Targets: peak RSS <= 2.5 GB; wall <= 2x the plain pass.
 """
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 from checkpoints import CONFIGS, random_checkpoint
-from sparsescope.runs import peak_rss_bytes
+from sparsescope.artifacts import peak_rss_bytes
 
 def plain_pass(folder: Path) -> float:
     """The floor: read every tensor with safetensors and sum |w|."""
     from safetensors import safe_open
-    from sparsescope.weights import weight_files
+    from sparsescope.sources.weights import weight_files
     total = 0.0
     for path in weight_files(folder):
         with safe_open(path, framework="pt") as f:
@@ -32,7 +32,7 @@ def plain_pass(folder: Path) -> float:
 
 
 def analysis(folder: Path) -> float:
-    from sparsescope.statistics import analyze_folder
+    from sparsescope.analysis.statistics import analyze_folder
     return float(analyze_folder(folder, "decoder-only", progress=False).groups["all"].n)
 
 

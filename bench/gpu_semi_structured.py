@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from sparsescope.magnitude import nm_magnitude
-from sparsescope.runtime import device_name, semi_structured_sweep, time_ms
+from sparsescope.pruning.magnitude import nm_magnitude
+from sparsescope.evaluation.runtime import device_name, semi_structured_sweep, time_ms
 
 GPT2_XL_SHAPES = [(4800, 1600), (1600, 1600), (6400, 1600), (1600, 6400)]  # (outputs, inputs) of c_attn, proj, fc, proj
 

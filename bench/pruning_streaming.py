@@ -5,7 +5,7 @@
 For each GPT-2 config (124M, 355M; random-init checkpoints with the real shapes), in one run and each
 in its own process: (a) the seed's path — from_pretrained, prune.global_unstructured(L1Unstructured,
 0.5) over every prunable linear weight, prune.remove, save_pretrained — and (b)
-`sparsescope.pruning.prune_model(..., "global_magnitude", 0.5, save_format="dense")`; wall time, peak
+`sparsescope.pruning.runs.prune_model(..., "global_magnitude", 0.5, save_format="dense")`; wall time, peak
 RSS, and whether the two saved checkpoints are identical. Then (c) the streaming path alone on a
 T5-v1.1-XL-shaped checkpoint (2.85B fp32, 11.4 GB), compressed output. Targets: >= 20x faster than
 the seed's path with identical masks (up to the order in which exact ties at the threshold are
@@ -22,25 +22,25 @@ import time
 from pathlib import Path
 
 from checkpoints import random_checkpoint
-from sparsescope.runs import peak_rss_bytes
+from sparsescope.artifacts import peak_rss_bytes
 
 SPARSITY = 0.5
 
 
 def seed_path(folder: Path, out: Path) -> None:
-    from sparsescope.pruning import seed_global_magnitude
+    from sparsescope.pruning.runs import seed_global_magnitude
     seed_global_magnitude(str(folder), SPARSITY).save_pretrained(out)
 
 
 def streaming_path(folder: Path, out: Path, save_format: str) -> None:
-    from sparsescope.pruning import PruneSpec, prune_model
+    from sparsescope.pruning.runs import PruneSpec, prune_model
     prune_model(str(folder), out, PruneSpec("global_magnitude", SPARSITY), save_format=save_format, progress=False)
 
 
 def measure(kind: str, folder: Path, out: Path) -> dict:
     # Both paths need torch and transformers; load them before the clock starts so neither pays for imports.
     import transformers.models.gpt2.modeling_gpt2  # noqa: F401
-    import sparsescope.pruning  # noqa: F401
+    import sparsescope.pruning.runs  # noqa: F401
     started = time.perf_counter()
     if kind == "seed":
         seed_path(folder, out)
@@ -61,7 +61,7 @@ def compare_masks(original: Path, seed_out: Path, ours: Path) -> str:
     """Masks must be identical, except where |w| ties at the threshold: torch's topk breaks such ties in
     an unspecified order, ours in checkpoint order. Both must zero the same number of weights."""
     from sparsescope.storage import read_state_dict
-    from sparsescope.weights import tag
+    from sparsescope.sources.weights import tag
     dense, a, b = read_state_dict(original), read_state_dict(seed_out), read_state_dict(ours)
     names = [n for n in b if tag(n, tuple(b[n].shape)).prunable]
     differing, tied_values, zeros_a, zeros_b = 0, set(), 0, 0

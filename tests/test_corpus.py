@@ -2,7 +2,7 @@
 import pytest
 
 from sparsescope import SparsescopeError
-from sparsescope.corpus import EVAL_FIRST_YEAR, sotu_documents
+from sparsescope.sources.corpus import EVAL_FIRST_YEAR, sotu_documents
 
 
 def test_split_is_disjoint_and_complete():

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from sparsescope import SparsescopeError
-from sparsescope.pipeline import NOTEBOOKS, build_report, run_models, run_notebook
-from sparsescope.report import result_slug
+from sparsescope.report.pipeline import NOTEBOOKS, build_report, run_models, run_notebook
+from sparsescope.artifacts import result_slug
 
 SECTIONS = ("Model Selection", "Sparsity Structure", "Histograms", "CDFs", "CDFs by Layer", "Sparsification",
             "Benchmarks", "Size", "Runtime", "Quality", "Challenges of Sparsification")

@@ -7,14 +7,14 @@ import torch
 from safetensors.torch import save_file
 
 from sparsescope import SparsescopeError
-from sparsescope.layers import input_dim, is_linear
-from sparsescope.magnitude import nm_prune_scores
-from sparsescope.pruning import PruneSpec, prune_model, seed_global_magnitude
-from sparsescope.sources import load_model
+from sparsescope.pruning.layers import input_dim, is_linear
+from sparsescope.pruning.magnitude import nm_prune_scores
+from sparsescope.pruning.runs import PruneSpec, prune_model, seed_global_magnitude
+from sparsescope.sources.registry import load_model
 from sparsescope.storage import (decode_sparse, encode_sparse, entropy_bound_bits, export_dense, load_pruned,
                                  read_state_dict)
-from sparsescope.wanda import Wanda
-from sparsescope.weights import iter_tensors, tag
+from sparsescope.pruning.wanda import Wanda
+from sparsescope.sources.weights import iter_tensors, tag
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "bert", "t5"])
@@ -88,9 +88,9 @@ def test_nm_scores_tie_rule():
 def test_sparsegpt_reconstructs_better_than_magnitude():
     """On real calibration inputs of a real layer (MiniLM block 0), at equal sparsity."""
     from sparsescope import model_folder
-    from sparsescope.calibration import block_stacks, calibration_inputs, record_block_calls, run_block
-    from sparsescope.magnitude import prune_smallest
-    from sparsescope.sparsegpt import SparseGPT
+    from sparsescope.pruning.calibration import block_stacks, calibration_inputs, record_block_calls, run_block
+    from sparsescope.pruning.magnitude import prune_smallest
+    from sparsescope.pruning.sparsegpt import SparseGPT
     model = load_model("minilm-l6", dtype=torch.float32)
     inputs = calibration_inputs(model, model_folder("minilm-l6"), n_samples=8, seqlen=64)
     _, _, blocks = block_stacks(model)[0]

@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from sparsescope import SparsescopeError
-from sparsescope.pruning import PruneSpec, prune_runs
-from sparsescope.quality import (Budget, QualityEvaluator, evaluate_checkpoints, kl_divergence, random_spans_noise_mask,
+from sparsescope.pruning.runs import PruneSpec, prune_runs
+from sparsescope.evaluation.quality import (Budget, QualityEvaluator, evaluate_checkpoints, kl_divergence, random_spans_noise_mask,
                                  span_corrupt, word_error_rate)
-from sparsescope.sources import load_model
+from sparsescope.sources.registry import load_model
 
 
 def test_perplexity_is_the_hand_computed_cross_entropy(tiny_models):
@@ -124,7 +124,7 @@ def test_checkpoint_from_another_model_is_refused(tiny_models, pruned_gpt2, tmp_
 
 def test_text_shorter_than_a_window_and_empty_split(tiny_models, monkeypatch):
     model = load_model(str(tiny_models["gpt2"]))
-    import sparsescope.quality as quality
+    import sparsescope.evaluation.quality as quality
     monkeypatch.setattr(quality, "split_text", lambda split: "only a few words here")
     with pytest.raises(SparsescopeError, match="shorter than one window"):
         QualityEvaluator(model, tiny_models["gpt2"], Budget(n_tokens=64, window=32))
@@ -137,7 +137,7 @@ def test_wikitext_without_the_hub_is_one_line():
     import os
     import subprocess
     import sys
-    code = ("from sparsescope.quality import evaluation_text\n"
+    code = ("from sparsescope.evaluation.quality import evaluation_text\n"
             "try:\n    evaluation_text('wikitext2')\nexcept Exception as err:\n    print(type(err).__name__, err)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}).stdout.strip()

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from sparsescope.runtime import SparseLinear, crossovers, find_crossover, kernel_sweep, sparsify_linears, speedup
-from sparsescope.sources import load_model
+from sparsescope.evaluation.runtime import SparseLinear, crossovers, find_crossover, kernel_sweep, sparsify_linears, speedup
+from sparsescope.sources.registry import load_model
 
 
 def test_speedup_arithmetic():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sparsescope import PROFILES, SparsescopeError, describe, model_folder, resolve
-from sparsescope.distribution import analyze_model
+from sparsescope.analysis.distribution import analyze_model
 
 
 def test_profiles_name_the_interface():
@@ -70,7 +70,7 @@ def spoken_clip(text: str) -> np.ndarray:
         if os.environ.get("CI"):
             pytest.fail("espeak-ng is missing: `make setup` installs it")
         pytest.skip("espeak-ng is not installed")
-    from sparsescope.calibration import speak
+    from sparsescope.sources.speech import speak
     return speak(text)
 
 
@@ -78,7 +78,7 @@ def spoken_clip(text: str) -> np.ndarray:
 def test_converted_whisper_transcribes_like_the_ctranslate2_original():
     ctranslate2 = pytest.importorskip("ctranslate2")
     from transformers import AutoTokenizer, WhisperFeatureExtractor, WhisperForConditionalGeneration
-    from sparsescope.sources import _package_dir, REGISTRY
+    from sparsescope.sources.registry import _package_dir, REGISTRY
     folder = model_folder("whisper-tiny-en")
     audio = spoken_clip("The weights of a pruned model are mostly zero. Sparse models can be smaller and faster.")
     features = WhisperFeatureExtractor.from_pretrained(folder)(audio, sampling_rate=16000, return_tensors="pt").input_features

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from sparsescope.statistics import (THRESHOLDS, Accumulator, TensorScanner, analyze_folder, cdf, log10_histogram)
-from sparsescope.weights import iter_tensors, tag
+from sparsescope.analysis.statistics import (THRESHOLDS, Accumulator, TensorScanner, analyze_folder, cdf, log10_histogram)
+from sparsescope.sources.weights import iter_tensors, tag
 
 
 def numpy_log10_counts(abs_w: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -1,6 +1,5 @@
 """Streaming reads and tagging across BERT, GPT-2, T5, Llama and Whisper naming."""
 import json
-import re
 import struct
 import subprocess
 import sys
@@ -11,18 +10,17 @@ from safetensors.torch import save_file
 from transformers.pytorch_utils import Conv1D
 
 from sparsescope import SparsescopeError
-from sparsescope.weights import iter_tensors, list_tensors, tag
-
-BLOCK = re.compile(r"(?:^|\.)(?:layer|layers|h|block)\.\d+\.")
-
+from sparsescope.sources.weights import iter_tensors, list_tensors, tag
 
 def linear_weights_in_blocks(model) -> set[str]:
-    """Oracle by module type: the 2-D weights of Linear/Conv1D layers inside transformer blocks."""
-    names = set()
-    for mod_name, module in model.named_modules():
-        if isinstance(module, (torch.nn.Linear, Conv1D)) and BLOCK.search(mod_name + "."):
-            names.add(f"{mod_name}.weight")
-    return names
+    """Oracle by module type, not by name: the 2-D weights of Linear/Conv1D layers inside a ModuleList
+    (the container of transformer blocks in every architecture here)."""
+    in_lists = set()
+    for list_name, container in model.named_modules():
+        if isinstance(container, torch.nn.ModuleList):
+            in_lists |= {f"{list_name}.{name}" for name, _ in container.named_modules() if name}
+    return {f"{name}.weight" for name, module in model.named_modules()
+            if isinstance(module, (torch.nn.Linear, Conv1D)) and name in in_lists}
 
 
 @pytest.mark.parametrize("arch", ["bert", "gpt2", "t5", "llama", "whisper"])
@@ -105,9 +103,9 @@ def test_iteration_memory_is_bounded_by_one_tensor(tmp_path):
     del tensors
     script = f"""
 import torch
-from sparsescope.runs import peak_rss_bytes
-from sparsescope.statistics import TensorScanner, analyze_folder
-from sparsescope.weights import iter_tensors
+from sparsescope.artifacts import peak_rss_bytes
+from sparsescope.analysis.statistics import TensorScanner, analyze_folder
+from sparsescope.sources.weights import iter_tensors
 TensorScanner().scan(torch.ones(10))  # warm-up on a tiny tensor: numba compiles or loads its cache
 base = peak_rss_bytes()
 total = sum(float(w.sum()) for _, w in iter_tensors({str(tmp_path)!r}))

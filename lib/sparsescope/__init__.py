@@ -1,8 +1,11 @@
-"""sparsescope: weight sparsity in transformers — distributions, pruning, storage, benchmarks, report."""
+"""sparsescope: weight sparsity in transformers.
+
+The package follows the pipeline, and a stage only imports the stages before it:
+errors, artifacts → sources → storage → analysis → pruning → evaluation → report.
+"""
 from .errors import SparsescopeError
-from .sources import PROFILES, REGISTRY, describe, load_model, model_folder, resolve
-from .statistics import analyze_folder
-from .weights import iter_tensors, tag
+from .sources.registry import PROFILES, REGISTRY, describe, load_model, model_folder, resolve
+from .storage import export_dense, load_pruned
 
 __all__ = ["SparsescopeError", "PROFILES", "REGISTRY", "describe", "load_model", "model_folder", "resolve",
-           "analyze_folder", "iter_tensors", "tag"]
+           "load_pruned", "export_dense"]

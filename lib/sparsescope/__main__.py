@@ -6,8 +6,8 @@ from .errors import SparsescopeError
 
 
 def prepare() -> int:
-    from .corpus import SPLITS, sotu_documents
-    from .sources import PROFILES, model_folder
+    from .sources.corpus import SPLITS, sotu_documents
+    from .sources.registry import PROFILES, model_folder
     for split in SPLITS:
         docs = sotu_documents(split)
         print(f"corpus {split}: {len(docs)} addresses {docs[0].year}-{docs[-1].year}, "
@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
         if command == "prepare":
             return prepare()
         if command == "report":
-            from .pipeline import main as report_main
+            from .report.pipeline import main as report_main
             return report_main(rest)
     except SparsescopeError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -25,9 +25,10 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
+from .artifacts import write_json
 from .errors import SparsescopeError
-from .runs import write_json
-from .weights import SAFETENSORS_DTYPES, iter_file_tensors, tag, weight_files
+from .sources.registry import auto_class
+from .sources.weights import SAFETENSORS_DTYPES, iter_file_tensors, read_safetensors_header, tag, weight_files
 
 FORMAT = "sparsescope-sparse"
 VERSION = 1
@@ -115,7 +116,8 @@ def encode_sparse(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
 def decode_sparse(values: torch.Tensor, index: torch.Tensor, info: dict) -> torch.Tensor:
     numel = math.prod(info["shape"])
     if values.numel() != info["nnz"]:
-        raise SparsescopeError(f"sparse tensor holds {values.numel()} values but its index says {info['nnz']}")
+        raise SparsescopeError(f"sparse tensor holds {values.numel()} values but its index says "
+                               f"{info['nnz']}")
     code = index.numpy()
     if info["coding"] == "bitmask":
         positions = np.flatnonzero(np.unpackbits(code, count=numel, bitorder="little"))
@@ -128,14 +130,20 @@ def decode_sparse(values: torch.Tensor, index: torch.Tensor, info: dict) -> torc
     return dense.reshape(info["shape"])
 
 
+def binary_entropy(p):
+    """H(p) in bits, elementwise; 0 at p = 0 and p = 1."""
+    p = np.asarray(p, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+    return np.where((p <= 0) | (p >= 1), 0.0, h)
+
+
 def entropy_bound_bits(numel: int, nnz: int, value_bits: int) -> float:
     """H(s) per weight for the mask plus the kept values' bits: what any lossless code must spend
     on an i.i.d. mask of this density."""
     if numel == 0:
         return 0.0
-    p = nnz / numel
-    h = 0.0 if p in (0.0, 1.0) else -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
-    return numel * h + nnz * value_bits
+    return numel * float(binary_entropy(nnz / numel)) + nnz * value_bits
 
 
 # ------------------------------------------------------------------------------------- writer
@@ -190,7 +198,8 @@ class CheckpointWriter:
             for fname, names in self.shards:
                 for n in names:
                     weight_map[n.split("::")[0]] = fname
-            write_json({"metadata": {}, "weight_map": weight_map}, self.out_dir / "model.safetensors.index.json")
+            index = {"metadata": {}, "weight_map": weight_map}
+            write_json(index, self.out_dir / "model.safetensors.index.json")
 
 
 SAFETENSORS_NAMES = {dtype: name for name, dtype in SAFETENSORS_DTYPES.items()}
@@ -201,7 +210,8 @@ def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: di
     header, offset = {"__metadata__": metadata}, 0
     for name, t in tensors.items():
         nbytes = t.numel() * t.element_size()
-        header[name] = {"dtype": SAFETENSORS_NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
+        header[name] = {"dtype": SAFETENSORS_NAMES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
@@ -213,11 +223,13 @@ def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: di
                 f.write(t.contiguous().reshape(-1).view(torch.uint8).numpy().data)
 
 
-def copy_model_files(src: str | os.PathLike, dst: str | os.PathLike, extra_config: dict | None = None) -> None:
+def copy_model_files(src: str | os.PathLike, dst: str | os.PathLike,
+                     extra_config: dict | None = None) -> None:
     """Config, tokenizer and other non-weight files of an HF folder; config gains `extra_config`."""
     src, dst = Path(src), Path(dst)
     for path in src.iterdir():
-        if path.is_file() and not path.name.endswith(WEIGHT_SUFFIXES) and not path.name.endswith(".index.json"):
+        weights = path.name.endswith(WEIGHT_SUFFIXES) or path.name.endswith(".index.json")
+        if path.is_file() and not weights:
             shutil.copy(path, dst / path.name)
     if extra_config is not None:
         config = json.loads((dst / "config.json").read_text())
@@ -253,7 +265,6 @@ def load_pruned(folder: str | os.PathLike, dtype: torch.dtype | None = None):
     """A normal transformers model from a compressed (or plain) pruned checkpoint."""
     from accelerate import init_empty_weights
     from transformers import AutoConfig
-    from .sources import auto_class
     folder = Path(folder)
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     with init_empty_weights(include_buffers=False):
@@ -295,7 +306,6 @@ def checkpoint_bytes(folder: str | os.PathLike) -> int:
 def size_breakdown(folder: str | os.PathLike) -> dict:
     """From the headers of a compressed checkpoint: bits spent on its sparse matrices against the
     entropy bound (mask entropy H(s) plus the kept values' bits) of the same matrices."""
-    from .weights import read_safetensors_header
     numel = nnz = spent = bound = 0
     for path in weight_files(folder):
         infos, metadata = read_safetensors_header(path)
@@ -308,5 +318,6 @@ def size_breakdown(folder: str | os.PathLike) -> dict:
             spent += 8 * (sizes[f"{name}::values"] + sizes[f"{name}::index"])
             bound += entropy_bound_bits(n, info["nnz"], value_bits)
     return {"sparse_weights": numel, "sparse_nnz": nnz, "bits_per_weight": spent / max(numel, 1),
-            "bound_bits_per_weight": bound / max(numel, 1), "ratio_to_bound": spent / bound if bound else float("nan"),
+            "bound_bits_per_weight": bound / max(numel, 1),
+            "ratio_to_bound": spent / bound if bound else float("nan"),
             "file_bytes": checkpoint_bytes(folder)}

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import SparsescopeError
+from ..errors import SparsescopeError
 
 CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}  # 5 = bf16, below
 NO_TIMESTAMPS, START_OF_TRANSCRIPT, END_OF_TEXT = 50362, 50257, 50256
@@ -57,9 +57,8 @@ def read_ct2_model(path: str | Path) -> dict[str, torch.Tensor]:
         dtype_code, nbytes = take("B"), take("I")
         if pos + nbytes > len(data):
             raise SparsescopeError(f"truncated CTranslate2 model {path}: variable {name} is cut short")
-        raw = np.frombuffer(data, dtype=np.uint16 if dtype_code == 5 else CT2_DTYPES[dtype_code],
-                            count=nbytes // (2 if dtype_code == 5 else np.dtype(CT2_DTYPES[dtype_code]).itemsize),
-                            offset=pos)
+        stored = np.dtype(np.uint16 if dtype_code == 5 else CT2_DTYPES[dtype_code])  # bf16 read as raw bits
+        raw = np.frombuffer(data, dtype=stored, count=nbytes // stored.itemsize, offset=pos)
         t = torch.from_numpy(raw.copy()).reshape(dims)
         out[name] = t.view(torch.bfloat16) if dtype_code == 5 else t
         pos += nbytes
@@ -129,9 +128,11 @@ def convert(ct2_dir: str | Path, out_dir: str | Path) -> None:
     sd = hf_state_dict(v)
     embed = sd["model.decoder.embed_tokens.weight"]
     config = WhisperConfig(
-        vocab_size=embed.shape[0], d_model=embed.shape[1], num_mel_bins=sd["model.encoder.conv1.weight"].shape[1],
+        vocab_size=embed.shape[0], d_model=embed.shape[1],
+        num_mel_bins=sd["model.encoder.conv1.weight"].shape[1],
         encoder_layers=_layer_count(v, "encoder"), decoder_layers=_layer_count(v, "decoder"),
-        encoder_attention_heads=int(v["encoder/num_heads"]), decoder_attention_heads=int(v["decoder/num_heads"]),
+        encoder_attention_heads=int(v["encoder/num_heads"]),
+        decoder_attention_heads=int(v["decoder/num_heads"]),
         encoder_ffn_dim=sd["model.encoder.layers.0.fc1.weight"].shape[0],
         decoder_ffn_dim=sd["model.decoder.layers.0.fc1.weight"].shape[0],
         max_source_positions=sd["model.encoder.embed_positions.weight"].shape[0],
@@ -148,9 +149,11 @@ def convert(ct2_dir: str | Path, out_dir: str | Path) -> None:
     model.load_state_dict(sd, strict=False, assign=True)
     model.tie_weights()
     gen = model.generation_config
-    gen.decoder_start_token_id, gen.eos_token_id, gen.pad_token_id = START_OF_TRANSCRIPT, END_OF_TEXT, END_OF_TEXT
+    gen.decoder_start_token_id = START_OF_TRANSCRIPT
+    gen.eos_token_id = gen.pad_token_id = END_OF_TEXT
     gen.no_timestamps_token_id, gen.is_multilingual = NO_TIMESTAMPS, False
-    gen.suppress_tokens, gen.begin_suppress_tokens = ct2_config.get("suppress_ids"), ct2_config.get("suppress_ids_begin")
+    gen.suppress_tokens = ct2_config.get("suppress_ids")
+    gen.begin_suppress_tokens = ct2_config.get("suppress_ids_begin")
     gen.forced_decoder_ids = None
     gen.max_length = config.max_target_positions
     out_dir.mkdir(parents=True, exist_ok=True)

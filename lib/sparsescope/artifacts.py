@@ -1,4 +1,5 @@
-"""Run bookkeeping: folders that appear only when complete, and manifests that say what made them."""
+"""Where results and caches live, and how they are written: folders that appear only when complete,
+manifests that say what made a result, and small caches keyed by what produced them."""
 from __future__ import annotations
 
 import contextlib
@@ -11,9 +12,30 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+CACHE_ENV = "SPARSESCOPE_CACHE"
 LIBRARIES = ("sparsescope", "torch", "transformers", "safetensors", "numpy", "pandas", "papermill", "gguf")
 
 
+# ------------------------------------------------------------------------------------- places
+def cache_dir(*parts: str) -> Path:
+    """$SPARSESCOPE_CACHE (default ~/.cache/sparsescope), or a folder inside it; created on first use."""
+    path = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "sparsescope").joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def result_slug(model: str) -> str:
+    """Folder name for a model's results: registry names stay, paths and hub ids lose their slashes."""
+    return model.strip("/").replace("/", "--").replace(" ", "_")
+
+
+def results_path(results_dir: str | os.PathLike, model: str, stage: str | None = None) -> Path:
+    """RESULTS/<model>/[<stage>]: the one place a model's results are found."""
+    path = Path(results_dir) / result_slug(model)
+    return path / stage if stage else path
+
+
+# ----------------------------------------------------------------------------- atomic writes
 @contextlib.contextmanager
 def atomic_dir(final: str | os.PathLike):
     """Yield a temporary sibling folder; rename it to `final` only if the block finishes.
@@ -42,6 +64,32 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     tmp.replace(path)
 
 
+def write_json(obj, path: str | os.PathLike) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(x):
+    if hasattr(x, "item"):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"cannot write {type(x).__name__} to JSON")
+
+
+def cached_json(path: str | os.PathLike, key, compute):
+    """compute()'s JSON-able result, reused from `path` while the stored key equals `key`."""
+    path = Path(path)
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored.get("key") == json.loads(json.dumps(key, default=_json_default)):
+            return stored["value"]
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json({"key": key, "value": value}, path)
+    return value
+
+
+# ---------------------------------------------------------------------------------- manifests
 def sha256(path: str | os.PathLike, block: int = 1 << 24) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -90,15 +138,3 @@ def manifest(source: dict, files: list[Path], parameters: dict, seconds: float) 
         "versions": library_versions(),
         "host": {"machine": platform.machine(), "cpus": os.cpu_count()},
     }
-
-
-def write_json(obj, path: str | os.PathLike) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(x):
-    if hasattr(x, "item"):
-        return x.item()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"cannot write {type(x).__name__} to JSON")

@@ -10,12 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import SparsescopeError
-from .report import result_slug
-from .runs import atomic_dir, atomic_write_text
-from .sources import profile_models, resolve
+from ..artifacts import atomic_dir, atomic_write_text, results_path
+from ..errors import SparsescopeError
+from ..sources.registry import profile_models, resolve
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NOTEBOOKS = ROOT / "notebooks"
 REPORT_DIR = ROOT / "report"
 REPORT_TEMPLATE = REPORT_DIR / "sparsity_report.ipynb"
@@ -27,7 +26,8 @@ STAGES = {"distribution": ("01_distribution.ipynb", True), "pruning": ("02_pruni
           "benchmarks": ("03_benchmarks.ipynb", False)}
 
 
-def run_notebook(notebook: Path, out_dir: Path, parameters: dict, kernel: str = KERNEL, atomic: bool = True) -> bool:
+def run_notebook(notebook: Path, out_dir: Path, parameters: dict, kernel: str = KERNEL,
+                 atomic: bool = True) -> bool:
     """Execute `notebook` into `out_dir` unless a finished run is already there. True if it ran."""
     if (out_dir / "manifest.json").exists():
         print(f"  {out_dir} is complete, skipped")
@@ -51,7 +51,8 @@ def execute(notebook: Path, output: Path, parameters: dict, kernel: str) -> None
     except papermill.PapermillExecutionError as err:
         if err.ename == "SparsescopeError":
             raise SparsescopeError(err.evalue) from None
-        raise SparsescopeError(f"{notebook.name} failed ({parameters.get('model', '')}): {err.ename}: {err.evalue} "
+        raise SparsescopeError(f"{notebook.name} failed ({parameters.get('model', '')}): {err.ename}: "
+                               f"{err.evalue} "
                                f"(the executed notebook is {output})") from None
 
 
@@ -63,12 +64,14 @@ def run_models(models: list[str], results: Path, kernel: str = KERNEL) -> None:
             print(f"[{model}] {notebook}", flush=True)
             parameters = {"model": model}
             if stage == "benchmarks":
-                parameters["pruning_dir"] = str(results / result_slug(model) / "pruning")
-            if run_notebook(NOTEBOOKS / notebook, results / result_slug(model) / stage, parameters, kernel, atomic):
+                parameters["pruning_dir"] = str(results_path(results, model, "pruning"))
+            out_dir = results_path(results, model, stage)
+            if run_notebook(NOTEBOOKS / notebook, out_dir, parameters, kernel, atomic):
                 print(f"  done in {time.time() - started:.0f} s")
 
 
-def build_report(models: list[str], results: Path, report_dir: Path = REPORT_DIR, kernel: str = KERNEL) -> Path:
+def build_report(models: list[str], results: Path, report_dir: Path = REPORT_DIR,
+                 kernel: str = KERNEL) -> Path:
     """Execute the report notebook on the results and export it as one HTML page with code hidden."""
     import nbformat
     from nbconvert import HTMLExporter
@@ -99,13 +102,14 @@ h2, h3, h4 { break-after: avoid; }
 
 
 def write_pdf(html_path: Path, pdf_path: Path) -> Path:
-    """Render the report HTML to PDF with WeasyPrint (no browser needed); written to a temporary name first."""
+    """Render the report HTML to PDF with WeasyPrint (no browser needed), through a temporary name."""
     import logging
     import weasyprint
     logging.getLogger("weasyprint").setLevel(logging.ERROR)  # nbconvert's CSS has rules it skips
     logging.getLogger("fontTools").setLevel(logging.ERROR)
     tmp = pdf_path.with_name(f".{pdf_path.name}.tmp")
-    weasyprint.HTML(filename=str(html_path)).write_pdf(str(tmp), stylesheets=[weasyprint.CSS(string=PRINT_CSS)])
+    css = weasyprint.CSS(string=PRINT_CSS)
+    weasyprint.HTML(filename=str(html_path)).write_pdf(str(tmp), stylesheets=[css])
     tmp.replace(pdf_path)
     return pdf_path
 
@@ -113,7 +117,8 @@ def write_pdf(html_path: Path, pdf_path: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sparsescope report", description=__doc__)
     parser.add_argument("--profile", default="packaged", help="packaged (offline default) or seed")
-    parser.add_argument("--models", default="", help="space-separated names, hub ids or folders; overrides --profile")
+    parser.add_argument("--models", default="",
+                        help="space-separated names, hub ids or folders; overrides --profile")
     parser.add_argument("--results", default="results", type=Path)
     parser.add_argument("--report-dir", default=REPORT_DIR, type=Path)
     parser.add_argument("--kernel", default=KERNEL)

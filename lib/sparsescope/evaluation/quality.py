@@ -15,18 +15,28 @@ The evaluation text is the corpus's evaluation split (never calibrated on), or W
 """
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
-from .corpus import split_text, wikitext2
-from .errors import SparsescopeError
+from ..artifacts import atomic_write_text, cached_json, manifest, write_json
+from ..errors import SparsescopeError
+from ..pruning.runs import read_pruning_table
+from ..sources.corpus import split_text, wikitext2
+from ..sources.registry import describe, load_model, model_folder
+from ..sources.speech import spoken_features, whisper_prefix
+from ..sources.weights import weight_files
+from ..storage import load_pruned
 
 RETRIEVAL_SCALE = 20.0   # all-MiniLM's contrastive temperature (1/0.05)
 
@@ -71,7 +81,8 @@ def objective(model) -> str:
 
 
 # ----------------------------------------------------------------------------- span corruption
-def random_spans_noise_mask(length: int, noise_density: float, mean_span: float, rng: np.random.Generator) -> np.ndarray:
+def random_spans_noise_mask(length: int, noise_density: float, mean_span: float,
+                            rng: np.random.Generator) -> np.ndarray:
     """T5's noise mask: round(length * density) noise tokens in spans of mean length `mean_span`,
     alternating with non-noise spans, starting with non-noise."""
     n_noise = min(max(int(round(length * noise_density)), 1), length - 1)
@@ -148,7 +159,8 @@ class QualityEvaluator:
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.text = evaluation_text(corpus)
         if not self.text.strip():
-            raise SparsescopeError(f"the {corpus} evaluation text is empty: fetch the corpus again (make setup)")
+            raise SparsescopeError(f"the {corpus} evaluation text is empty: fetch the corpus again "
+                                   "(make setup)")
         self.batches = getattr(self, f"_build_{self.objective.replace('-', '_')}")(dense_model)
         # the dense model's outputs, kept in float32 for the KL (4096 tokens x 50k classes: 0.8 GB)
         self.dense = list(self._outputs(dense_model))
@@ -160,7 +172,8 @@ class QualityEvaluator:
     def _windows(self, ids: list[int], length: int) -> list[list[int]]:
         n = min(len(ids) // length, max(self.budget.n_tokens // length, 1))
         if n == 0:
-            raise SparsescopeError(f"the evaluation text has {len(ids)} tokens, shorter than one window of {length}: "
+            raise SparsescopeError(f"the evaluation text has {len(ids)} tokens, shorter than one window of "
+                                   f"{length}: "
                                    "lower the window")
         return [ids[i * length:(i + 1) * length] for i in range(n)]
 
@@ -178,14 +191,16 @@ class QualityEvaluator:
             chosen = torch.rand(ids.shape, generator=rng) < 0.15
             chosen[:, 0] = chosen[:, -1] = False
             labels = torch.where(chosen, ids, -100)
-            batches.append({"input_ids": ids.masked_fill(chosen, self.tokenizer.mask_token_id), "labels": labels})
+            masked = ids.masked_fill(chosen, self.tokenizer.mask_token_id)
+            batches.append({"input_ids": masked, "labels": labels})
         return batches
 
     def _build_span_corruption(self, model):
         rng = np.random.default_rng(self.budget.seed)
         sentinels = self.tokenizer.convert_tokens_to_ids([f"<extra_id_{i}>" for i in range(100)])
         if any(s is None or s == self.tokenizer.unk_token_id for s in sentinels):
-            raise SparsescopeError(f"{self.folder}: the tokenizer has no <extra_id_N> sentinels for span corruption")
+            raise SparsescopeError(f"{self.folder}: the tokenizer has no <extra_id_N> sentinels for span "
+                                   "corruption")
         start = model.generation_config.decoder_start_token_id
         start = model.config.pad_token_id if start is None else start
         batches = []
@@ -199,21 +214,22 @@ class QualityEvaluator:
         sents = [s for s in re.split(r"(?<=[.!?])\s+", clean(self.text)) if len(s.split()) >= 4]
         rng = random.Random(self.budget.seed)
         passages = []
-        for start in sorted(rng.sample(range(0, len(sents) - 8, 8), min(self.budget.n_passages, len(sents) // 8 - 1))):
+        n = min(self.budget.n_passages, len(sents) // 8 - 1)
+        for start in sorted(rng.sample(range(0, len(sents) - 8, 8), n)):
             passages.append((" ".join(sents[start:start + 4]), " ".join(sents[start + 4:start + 8])))
         if len(passages) < 2:
             raise SparsescopeError("the evaluation text is too short for a retrieval test")
         return [{"first": [p[0] for p in passages], "second": [p[1] for p in passages]}]
 
     def _build_speech(self, model):
-        from .calibration import spoken_features
         rng = random.Random(self.budget.seed)
         texts = rng.sample(sentences(self.text), self.budget.n_clips)
-        prefix = [model.generation_config.decoder_start_token_id, self.tokenizer.convert_tokens_to_ids("<|notimestamps|>")]
+        prefix = whisper_prefix(model, self.tokenizer)
         features = spoken_features(self.folder, texts)
         batches = []
         for text, feats in zip(texts, features):
-            ids = prefix + self.tokenizer(" " + text, add_special_tokens=False).input_ids + [model.generation_config.eos_token_id]
+            words = self.tokenizer(" " + text, add_special_tokens=False).input_ids
+            ids = prefix + words + [model.generation_config.eos_token_id]
             batches.append({"input_features": feats[None], "decoder_input_ids": torch.tensor([ids[:-1]]),
                             "labels": torch.tensor([ids[1:]]), "text": text})
         return batches
@@ -289,52 +305,41 @@ class QualityEvaluator:
 
 
 def evaluate_checkpoints(model: str, pruning_dir, out_dir, budget: Budget = Budget(), corpus: str = "sotu",
-                         progress: bool = True):
+                         progress: bool = True) -> pd.DataFrame:
     """Score the dense model and every checkpoint of a notebook-02 out_dir; write out_dir/quality.csv.
 
     Each model's rows are kept in out_dir/rows/<run>.json, so a rerun only evaluates what is missing."""
-    import json
-    from pathlib import Path
-    import pandas as pd
-    from tqdm.auto import tqdm
-    from .runs import atomic_write_text, manifest, write_json
-    from .sources import describe, load_model, model_folder
-    from .storage import load_pruned
-    from .weights import weight_files
     started = time.time()
     pruning_dir, out_dir = Path(pruning_dir), Path(out_dir)
-    if not (pruning_dir / "pruning.csv").exists():
-        raise SparsescopeError(f"{pruning_dir} holds no pruning.csv: pass the out_dir of notebook 02 as pruning_dir")
+    runs = read_pruning_table(pruning_dir)
     owner = (pruning_dir / "model.txt").read_text().strip() if (pruning_dir / "model.txt").exists() else None
     if owner != model:
-        raise SparsescopeError(f"{pruning_dir} holds pruning runs of {owner!r}, not {model!r}: pass that model's "
+        raise SparsescopeError(f"{pruning_dir} holds pruning runs of {owner!r}, not {model!r}: pass that "
+                               "model's "
                                "pruning_dir")
-    runs = pd.read_csv(pruning_dir / "pruning.csv", keep_default_na=False)
-    rows_dir = out_dir / "rows"
-    rows_dir.mkdir(parents=True, exist_ok=True)
-    settings = {"model": model, "budget": budget.__dict__, "corpus": corpus}
+    settings = {"model": model, "budget": asdict(budget), "corpus": corpus}
     evaluator = None
+
+    def score(run) -> list[dict]:
+        nonlocal evaluator
+        if evaluator is None:  # built lazily: a finished evaluation needs no model at all
+            dense = load_model(model, dtype=torch.float32)
+            evaluator = QualityEvaluator(dense, model_folder(model), budget, corpus)
+        if run is None:
+            dense_meta = {"method": "dense", "target_sparsity": 0.0, "nm": ""}
+            return [{**dense_meta, **r} for r in evaluator.evaluate_dense()]
+        config = json.loads((Path(run.checkpoint) / "config.json").read_text())
+        source = config.get("sparsescope", {}).get("source")
+        if source is not None and source != model:
+            raise SparsescopeError(f"{run.checkpoint} was pruned from {source!r}, not {model!r}")
+        scores = evaluator.evaluate(load_pruned(run.checkpoint, dtype=torch.float32))
+        meta = {"method": run.method, "target_sparsity": run.target_sparsity, "nm": run.nm}
+        return [{**meta, **r} for r in scores]
+
     rows = []
     for run in tqdm([None, *runs.itertuples()], desc="evaluating", disable=not progress):
         label = "dense" if run is None else Path(run.checkpoint).parent.name
-        cached = rows_dir / f"{label}.json"
-        if cached.exists() and json.loads(cached.read_text())["settings"] == settings:
-            rows += json.loads(cached.read_text())["rows"]
-            continue
-        if evaluator is None:  # built lazily: a finished evaluation needs no model at all
-            evaluator = QualityEvaluator(load_model(model, dtype=torch.float32), model_folder(model), budget, corpus)
-        if run is None:
-            scores, meta = evaluator.evaluate_dense(), {"method": "dense", "target_sparsity": 0.0, "nm": ""}
-        else:
-            config = json.loads((Path(run.checkpoint) / "config.json").read_text())
-            source = config.get("sparsescope", {}).get("source")
-            if source is not None and source != model:
-                raise SparsescopeError(f"{run.checkpoint} was pruned from {source!r}, not {model!r}")
-            scores = evaluator.evaluate(load_pruned(run.checkpoint, dtype=torch.float32))
-            meta = {"method": run.method, "target_sparsity": run.target_sparsity, "nm": run.nm}
-        result = [{**meta, **r} for r in scores]
-        write_json({"settings": settings, "rows": result}, cached)
-        rows += result
+        rows += cached_json(out_dir / "rows" / f"{label}.json", settings, lambda: score(run))
     table = pd.DataFrame(rows)
     atomic_write_text(out_dir / "quality.csv", table.to_csv(index=False))
     info = describe(model)

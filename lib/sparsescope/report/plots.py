@@ -1,14 +1,15 @@
 """Figures shared by the notebooks and the report: magnitudes span decades, so |w| is always on a log axis."""
 from __future__ import annotations
 
-import re
-
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from .statistics import Accumulator, cdf, log10_histogram
+from ..analysis.statistics import Accumulator, cdf, log10_histogram
+from ..pruning.runs import pick_run
+from ..sources.weights import name_in_block
+from ..storage import binary_entropy
 
 sns.set_theme(style="whitegrid", context="notebook")
 DECADE_MARKS = (1e-3, 1e-2, 1e-1)
@@ -94,9 +95,8 @@ def block_cdf_figure(blocks: dict[str, list[tuple[int, Accumulator]]], title: st
 
 
 def matrix_label(name: str) -> str:
-    """A prunable matrix's name inside its block: 'model.layers.3.self_attn.q_proj.weight' -> 'self_attn.q_proj'."""
-    inside = re.split(r"(?:^|\.)(?:layer|layers|h|block|blocks)\.\d+\.", name, maxsplit=1)[-1]
-    return inside.removesuffix(".weight")
+    """A prunable matrix's name inside its block, e.g. 'self_attn.q_proj'."""
+    return name_in_block(name).removesuffix(".weight")
 
 
 def layer_sparsity_heatmap(per_tensor, title: str):
@@ -105,10 +105,12 @@ def layer_sparsity_heatmap(per_tensor, title: str):
                            matrix=per_tensor["name"].map(matrix_label))
     stacks = [s for s in ("encoder", "decoder", "shared") if s in set(df["stack"])]
     width = max(6.0, 0.9 * df["matrix"].nunique())
-    fig, axes = plt.subplots(1, len(stacks), figsize=(width * len(stacks), 0.22 * df["block"].nunique() + 2.8),
+    height = 0.22 * df["block"].nunique() + 2.8
+    fig, axes = plt.subplots(1, len(stacks), figsize=(width * len(stacks), height),
                              squeeze=False)
     for ax, stack in zip(axes[0], stacks):
-        grid = df[df["stack"] == stack].pivot_table(index="block", columns="matrix", values="sparsity", sort=False)
+        grid = df[df["stack"] == stack].pivot_table(index="block", columns="matrix", values="sparsity",
+                                                    sort=False)
         sns.heatmap(grid, ax=ax, vmin=0, vmax=100, cmap="magma_r", cbar_kws={"label": "weights zeroed (%)"},
                     annot=grid.shape[0] * grid.shape[1] <= 120, fmt=".0f")
         ax.set_title(f"{stack} blocks")
@@ -123,7 +125,8 @@ def sparsity_size_figure(table, per_matrix, title: str):
     """Left: how evenly each method spreads its zeros over the prunable matrices (one box per run near
     50% and per N:M run). Right: checkpoint size relative to dense for every run."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.6), gridspec_kw={"width_ratios": [1.3, 1]})
-    target = table["target_sparsity"].iloc[(table["target_sparsity"] - 0.5).abs().argsort().iloc[0]]
+    probe = pick_run(table, None, 0.5)
+    target = 0.5 if probe is None else probe["target_sparsity"]
     shown = per_matrix[(per_matrix["target_sparsity"] == target) | (per_matrix["nm"].fillna("") != "")]
     sns.boxplot(data=shown, x="run", y="sparsity", ax=left, color="0.85", fliersize=0)
     sns.stripplot(data=shown, x="run", y="sparsity", ax=left, size=3, alpha=0.6)
@@ -134,7 +137,8 @@ def sparsity_size_figure(table, per_matrix, title: str):
         label.set_horizontalalignment("right")
     markers = iter("osD^vP*X")
     for method, runs in table.groupby("method", sort=False):
-        right.plot(100 * runs["achieved_sparsity"], 100 * runs["saved_bytes"] / runs["dense_bytes"], next(markers),
+        share = 100 * runs["saved_bytes"] / runs["dense_bytes"]
+        right.plot(100 * runs["achieved_sparsity"], share, next(markers),
                    label=method, alpha=0.8)
     right.axhline(100, color="0.6", lw=0.8, ls=":")
     right.set(xlabel="achieved sparsity of the prunable weights (%)", ylabel="checkpoint size (% of dense)",
@@ -147,9 +151,11 @@ def sparsity_size_figure(table, per_matrix, title: str):
 
 METRIC_LABELS = {
     "perplexity": ("perplexity (log scale)", True), "mlm_loss": ("masked-LM loss (nats/token)", False),
-    "mlm_top1": ("masked-LM top-1 accuracy", False), "span_loss": ("span-corruption loss (nats/token)", False),
+    "mlm_top1": ("masked-LM top-1 accuracy", False),
+    "span_loss": ("span-corruption loss (nats/token)", False),
     "token_loss": ("transcript token loss (nats/token)", False), "wer": ("word error rate", False),
-    "retrieval_top1": ("retrieval top-1 accuracy", False), "cosine_to_dense": ("cosine to dense embedding", False),
+    "retrieval_top1": ("retrieval top-1 accuracy", False),
+    "cosine_to_dense": ("cosine to dense embedding", False),
     "kl_from_dense": ("KL(dense ‖ pruned), nats (log scale)", True),
 }
 
@@ -162,7 +168,8 @@ def quality_figure(quality, title: str):
     for ax, metric in zip(axes[0], metrics):
         rows = quality[quality["metric"] == metric]
         dense = rows[rows["method"] == "dense"]["value"]
-        for method, runs in rows[(rows["method"] != "dense") & (nm[rows.index] == "")].groupby("method", sort=False):
+        unstructured = rows[(rows["method"] != "dense") & (nm[rows.index] == "")]
+        for method, runs in unstructured.groupby("method", sort=False):
             runs = runs.sort_values("target_sparsity")
             line = ax.plot(100 * runs["target_sparsity"], runs["value"], "o-", label=method)[0]
             structured = rows[(rows["method"] == method) & (nm[rows.index] != "")]
@@ -187,17 +194,19 @@ def size_figure(sizes, title: str):
     """Bits per prunable weight of the compressed checkpoints against the entropy bound, and file size."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
     s = np.linspace(0.3, 0.99, 200)
-    h = -(s * np.log2(s) + (1 - s) * np.log2(1 - s))
-    value_bits = float(np.median((sizes["bound_bits_per_weight"] - _entropy(sizes["achieved_sparsity"]))
+    h = binary_entropy(s)
+    value_bits = float(np.median((sizes["bound_bits_per_weight"] - binary_entropy(sizes["achieved_sparsity"]))
                                  / (1 - sizes["achieved_sparsity"])))
-    left.plot(100 * s, h + (1 - s) * value_bits, color="0.3", lw=1, label=f"entropy bound ({value_bits:.0f}-bit values)")
+    left.plot(100 * s, h + (1 - s) * value_bits, color="0.3", lw=1,
+              label=f"entropy bound ({value_bits:.0f}-bit values)")
     left.plot(100 * s, 1 + (1 - s) * value_bits, color="0.6", lw=1, ls="--", label="bitmask + values")
     left.axhline(value_bits, color="0.6", lw=0.8, ls=":", label="dense")
     markers = iter("osD^vP*X")
     for method, runs in sizes.groupby("method", sort=False):
         marker = next(markers)
         left.plot(100 * runs["achieved_sparsity"], runs["bits_per_weight"], marker, label=method, alpha=0.8)
-        right.plot(100 * runs["achieved_sparsity"], 100 * runs["saved_over_dense"], marker, label=method, alpha=0.8)
+        right.plot(100 * runs["achieved_sparsity"], 100 * runs["saved_over_dense"], marker, label=method,
+                   alpha=0.8)
     left.set(xlabel="sparsity of the prunable weights (%)", ylabel="bits per prunable weight",
              title="compressed matrices vs the entropy bound")
     right.axhline(100, color="0.6", lw=0.8, ls=":")
@@ -208,11 +217,6 @@ def size_figure(sizes, title: str):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
-
-
-def _entropy(s):
-    s = np.clip(np.asarray(s, dtype=float), 1e-12, 1 - 1e-12)
-    return -(s * np.log2(s) + (1 - s) * np.log2(1 - s))
 
 
 def runtime_figure(runtime, title: str):
@@ -230,14 +234,16 @@ def runtime_figure(runtime, title: str):
             ax.plot(100 * rows["sparsity"], rows["speedup"], "o-", label=shape, ms=4)
         ax.axhline(1.0, color="0.3", lw=0.8, ls="--")
         ax.set_yscale("log")
-        ax.set(xlabel="sparsity (%)", ylabel="CSR speedup over dense (×, log)", title=f"{n} token(s) per batch")
+        ax.set(xlabel="sparsity (%)", ylabel="CSR speedup over dense (×, log)",
+               title=f"{n} token(s) per batch")
     for ax in flat[panels:]:
         ax.set_visible(False)
     flat[0].legend(fontsize="x-small", title="matrix (out×in)")
     ax = flat[len(token_counts)]
     e2e = runtime[runtime["kind"].isin(["dense-kernels", "sparse-kernels-e2e"])]
     labels = [f"{k}\n{s:.0%}, batch {int(b)}" for k, s, b in zip(e2e["kind"], e2e["sparsity"], e2e["batch"])]
-    ax.bar(range(len(e2e)), e2e["speedup"], color=["0.6" if k == "dense-kernels" else "tab:green" for k in e2e["kind"]])
+    colours = ["0.6" if k == "dense-kernels" else "tab:green" for k in e2e["kind"]]
+    ax.bar(range(len(e2e)), e2e["speedup"], color=colours)
     ax.set_xticks(range(len(e2e)), labels, rotation=30, ha="right", fontsize="x-small")
     ax.axhline(1.0, color="0.3", lw=0.8, ls="--")
     ax.set(ylabel="end-to-end speedup over dense (×)", title="whole model")

@@ -8,34 +8,26 @@ decoder calibrates on the pruned encoder's outputs.
 """
 from __future__ import annotations
 
-import hashlib
 import random
-import shutil
-import subprocess
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .corpus import sotu_documents
-from .errors import SparsescopeError
+from ..errors import SparsescopeError
+from ..sources.corpus import split_text
+from ..sources.speech import spoken_features, whisper_prefix
+from ..sources.weights import BLOCK_LIST_NAMES
 from .layers import is_linear
-from .sources import cache_dir
 
-BLOCK_LIST_NAMES = ("layer", "layers", "h", "block", "blocks")
 DEFAULT_SAMPLES, DEFAULT_SEQLEN = 16, 128      # CPU-friendly; the papers use 128 x 2048
 
 
 # ------------------------------------------------------------------------------------- inputs
-def calibration_text() -> str:
-    return "\n\n".join(d.text for d in sotu_documents("calibration"))
-
-
 def token_windows(tokenizer, n_samples: int, seqlen: int, seed: int) -> torch.Tensor:
     """n seeded windows of 2*seqlen tokens, each from a random place in the calibration split.
     Only a slice around each place is tokenised: the split is 10 M characters."""
-    text = calibration_text()
+    text = split_text("calibration")
     rng = random.Random(seed)
     span = 16 * 2 * seqlen  # characters; English BPE runs at about 4 per token
     if len(text) < 2 * span:
@@ -46,40 +38,11 @@ def token_windows(tokenizer, n_samples: int, seqlen: int, seed: int) -> torch.Te
         start = rng.randrange(0, len(text) - span)
         ids = tokenizer(text[start:start + span], add_special_tokens=False).input_ids
         if len(ids) < 2 * seqlen + 1:
-            raise SparsescopeError(f"{type(tokenizer).__name__} made only {len(ids)} tokens of {span} characters: "
+            raise SparsescopeError(f"{type(tokenizer).__name__} made only {len(ids)} tokens of {span} "
+                                   "characters: "
                                    "does the model folder hold its tokenizer?")
         windows.append(torch.tensor(ids[1:2 * seqlen + 1]))  # skip a token that may be a cut word
     return torch.stack(windows)
-
-
-def speak(text: str) -> np.ndarray:
-    """16 kHz mono float audio of `text` spoken by espeak-ng, cached by text."""
-    import io
-    import warnings
-    from math import gcd
-    import scipy.io.wavfile
-    import scipy.signal
-    if shutil.which("espeak-ng") is None:
-        raise SparsescopeError("speech needs espeak-ng: run `make setup` or apt-get install espeak-ng")
-    cache = cache_dir() / "speech"
-    cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.npy"
-    if not path.exists():
-        wav = subprocess.run(["espeak-ng", "--stdout", text], capture_output=True, check=True).stdout
-        with warnings.catch_warnings():  # a WAV streamed to stdout carries no final length
-            warnings.simplefilter("ignore")
-            rate, pcm = scipy.io.wavfile.read(io.BytesIO(wav))
-        g = gcd(16000, rate)
-        clip = scipy.signal.resample_poly(pcm.astype(np.float32) / 32768, 16000 // g, rate // g)
-        np.save(path, clip.astype(np.float32))
-    return np.load(path)
-
-
-def spoken_features(processor_folder: Path, texts: list[str]) -> torch.Tensor:
-    """Whisper log-mel features of `texts` spoken by espeak-ng."""
-    from transformers import WhisperFeatureExtractor
-    extractor = WhisperFeatureExtractor.from_pretrained(processor_folder)
-    return extractor([speak(t) for t in texts], sampling_rate=16000, return_tensors="pt").input_features
 
 
 def calibration_inputs(model, folder: Path, n_samples: int = DEFAULT_SAMPLES, seqlen: int = DEFAULT_SEQLEN,
@@ -89,7 +52,7 @@ def calibration_inputs(model, folder: Path, n_samples: int = DEFAULT_SAMPLES, se
     tokenizer = AutoTokenizer.from_pretrained(folder)
     config = model.config
     if config.model_type == "whisper":
-        words = calibration_text().split()
+        words = split_text("calibration").split()
         rng = random.Random(seed)
         texts = []
         for _ in range(n_samples):  # ~40 words: about 15 s of espeak speech, inside Whisper's 30 s window
@@ -97,7 +60,7 @@ def calibration_inputs(model, folder: Path, n_samples: int = DEFAULT_SAMPLES, se
             texts.append(" ".join(words[s:s + 40]))
         tokens = [tokenizer(t, add_special_tokens=False).input_ids for t in texts]
         length = min(min(len(t) for t in tokens), seqlen)
-        prefix = [model.generation_config.decoder_start_token_id, tokenizer.convert_tokens_to_ids("<|notimestamps|>")]
+        prefix = whisper_prefix(model, tokenizer)
         return {"input_features": spoken_features(folder, texts),
                 "decoder_input_ids": torch.tensor([prefix + t[:length] for t in tokens])}
     windows = token_windows(tokenizer, n_samples, seqlen, seed)
@@ -106,22 +69,29 @@ def calibration_inputs(model, folder: Path, n_samples: int = DEFAULT_SAMPLES, se
                                     getattr(config, "decoder_start_token_id", None), config.pad_token_id, 0)
                         if i is not None)
         start = torch.full((n_samples, 1), start_id)
-        return {"input_ids": windows[:, :seqlen], "decoder_input_ids": torch.cat([start, windows[:, seqlen:-1]], 1)}
+        return {"input_ids": windows[:, :seqlen],
+                "decoder_input_ids": torch.cat([start, windows[:, seqlen:-1]], 1)}
     return {"input_ids": windows[:, :seqlen]}
 
 
 # --------------------------------------------------------------------------------- the loop
+def stack_of(model, path: str) -> str:
+    """encoder or decoder: from the path where it says, else from what the model is."""
+    for stack in ("decoder", "encoder"):
+        if f".{stack}." in f".{path}.":
+            return stack
+    causal = any(word in type(model).__name__ for word in ("CausalLM", "LMHead"))
+    return "decoder" if getattr(model.config, "is_decoder", False) or causal else "encoder"
+
+
 def block_stacks(model) -> list[tuple[str, str, torch.nn.ModuleList]]:
     """(stack, path, blocks) for every ModuleList of transformer blocks, encoder first."""
     found = []
     for path, module in model.named_modules():
         inside_found = any(path.startswith(f"{p}.") for _, p, _ in found)  # T5's block.N.layer list
-        if isinstance(module, torch.nn.ModuleList) and path.split(".")[-1] in BLOCK_LIST_NAMES and len(module):
-            if not inside_found and any(is_linear(m) for m in module[0].modules()):
-                stack = "decoder" if ".decoder." in f".{path}." else "encoder" if ".encoder." in f".{path}." else (
-                    "decoder" if getattr(model.config, "is_decoder", False) or "CausalLM" in type(model).__name__
-                    or "LMHead" in type(model).__name__ else "encoder")
-                found.append((stack, path, module))
+        is_blocks = isinstance(module, torch.nn.ModuleList) and path.split(".")[-1] in BLOCK_LIST_NAMES
+        if is_blocks and len(module) and not inside_found and any(is_linear(m) for m in module[0].modules()):
+            found.append((stack_of(model, path), path, module))
     return sorted(found, key=lambda x: x[0] != "encoder")
 
 

@@ -17,17 +17,8 @@ import numba
 import numpy as np
 import torch
 
-from .errors import SparsescopeError
-from .statistics import N_KEYS, _split_histogram
-
-
-def float32_bits(w: torch.Tensor) -> np.ndarray:
-    """w's float32 bit patterns as uint32 (a view for contiguous float32; fp16/bf16 convert exactly).
-    The kernels below drop the sign bit themselves, so integer order is magnitude order."""
-    w = w.detach().reshape(-1)
-    if w.dtype != torch.float32:
-        w = w.float()
-    return w.contiguous().numpy().view(np.uint32)
+from ..analysis.statistics import N_KEYS, float32_bits, split_histogram
+from ..errors import SparsescopeError
 
 
 def n_to_prune(sparsity: float, n: int) -> int:
@@ -37,7 +28,8 @@ def n_to_prune(sparsity: float, n: int) -> int:
 
 def check_sparsity(sparsity: float) -> None:
     if not (isinstance(sparsity, (int, float)) and 0.0 <= sparsity < 1.0):
-        raise SparsescopeError(f"sparsity {sparsity!r} is outside [0, 1): pass e.g. 0.5 for half the weights zeroed")
+        raise SparsescopeError(f"sparsity {sparsity!r} is outside [0, 1): pass e.g. 0.5 for half the weights "
+                               "zeroed")
 
 
 @numba.njit(parallel=True, cache=True)
@@ -68,7 +60,7 @@ class Threshold:
 def key_histogram(w: torch.Tensor) -> np.ndarray:
     bits = float32_bits(w)
     no_cut = np.arange(N_KEYS, dtype=np.uint32) << 16
-    return _split_histogram(bits, no_cut, numba.get_num_threads()).reshape(N_KEYS, 2).sum(axis=1)
+    return split_histogram(bits, no_cut, numba.get_num_threads()).reshape(N_KEYS, 2).sum(axis=1)
 
 
 def global_threshold(tensors_pass1, tensors_pass2, k: int) -> Threshold:
@@ -159,7 +151,8 @@ def nm_prune_scores(w: torch.Tensor, scores: torch.Tensor, n: int, m: int, in_di
     """Zero the M-N lowest-scoring weights in each group of M along the input dimension; among equal
     scores the earlier input is zeroed first."""
     if w.shape[in_dim] % m:
-        raise SparsescopeError(f"N:M with M={m} needs the input dimension ({w.shape[in_dim]}) of every pruned "
+        raise SparsescopeError(f"N:M with M={m} needs the input dimension ({w.shape[in_dim]}) of every "
+                               "pruned "
                                f"matrix to be a multiple of M")
     wt, st = (w, scores) if in_dim == 1 else (w.t(), scores.t())
     rows, cols = wt.shape

