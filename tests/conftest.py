@@ -1,7 +1,10 @@
-"""Tiny random-config models of every architecture the suite tags, saved once per session."""
+"""Tiny random-config models of every architecture the suite tags, saved once per session; and the seed
+models' hub layouts (bench/hub_layouts.py) in tiny sizes, in an offline Hugging Face cache."""
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +75,55 @@ def tiny_modules(tiny_models):
 TINY_CLASSES = {"bert": "BertForMaskedLM", "gpt2": "GPT2LMHeadModel", "t5": "T5ForConditionalGeneration",
                 "llama": "LlamaForCausalLM", "whisper": "WhisperForConditionalGeneration"}
 
+
+
+# ------------------------------------------------------------------------------ the seed repos' hub layouts
+def _bench_module(name: str):
+    """A bench/ script as a module (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+hub_layouts = _bench_module("hub_layouts")
+HAVE_SPM = importlib.util.find_spec("sentencepiece") is not None and importlib.util.find_spec("google.protobuf") is not None
+SEED_NAMES = ("gpt2-xl", "bert-large", "t5-v1_1-xl")
+
+
+@pytest.fixture(scope="session")
+def seed_hub(tmp_path_factory) -> Path:
+    """A fresh offline HF cache holding the three seed repos in tiny sizes (and the bert/gpt2 alias ids)."""
+    root = tmp_path_factory.mktemp("hf_cache")
+    for name in SEED_NAMES:
+        spiece = None
+        if name == "t5-v1_1-xl" and HAVE_SPM:
+            spiece = hub_layouts.train_t5_spiece(vocab_size=1000, max_chars=300_000, cache=root.parent / "spm")
+        hub_layouts.write_repo(root, name, tiny=True, tokenizer=name != "t5-v1_1-xl" or HAVE_SPM, spiece=spiece)
+    return root
+
+
+def snapshot(root: Path, repo_id: str) -> Path:
+    folder = hub_layouts.repo_folder(root, repo_id)
+    return folder / "snapshots" / (folder / "refs" / "main").read_text()
+
+
+def hand_counts(name: str, c: dict) -> tuple[int, int]:
+    """Floating weights (aliases once, buffers excluded) and prunable 2-D block weights, by hand."""
+    if name == "gpt2-xl":
+        d, L = c["n_embd"], c["n_layer"]
+        per_block = (d * 3 * d + 3 * d) + (d * d + d) + (d * 4 * d + 4 * d) + (4 * d * d + d) + 2 * 2 * d
+        return (c["vocab_size"] + c["n_positions"]) * d + L * per_block + 2 * d, L * 12 * d * d
+    if name == "bert-large":
+        d, L, i = c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"]
+        per_block = 4 * (d * d + d) + (d * i + i) + (i * d + d) + 2 * 2 * d
+        embeddings = (c["vocab_size"] + c["max_position_embeddings"] + c["type_vocab_size"]) * d + 2 * d
+        heads = (d * d + d) + (d * d + d) + 2 * d + c["vocab_size"] + (2 * d + 2)  # pooler, MLM transform+bias, NSP
+        return embeddings + L * per_block + heads, L * (4 * d * d + 2 * d * i)
+    d, f, inner = c["d_model"], c["d_ff"], c["num_heads"] * c["d_kv"]
+    attn, ff = 4 * d * inner, 3 * d * f  # q, k, v, o; gated: wi_0, wi_1, wo
+    enc, dec = c["num_layers"], c["num_decoder_layers"]
+    total = 2 * c["vocab_size"] * d + enc * (attn + ff + 2 * d) + dec * (2 * attn + ff + 3 * d) \
+        + 2 * c["relative_attention_num_buckets"] * c["num_heads"] + 2 * d
+    return total, enc * (attn + ff) + dec * (2 * attn + ff)

@@ -3,6 +3,7 @@ manifests that say what made a result, and small caches keyed by what produced t
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -11,6 +12,8 @@ import shutil
 import time
 from importlib import metadata
 from pathlib import Path
+
+from .errors import SparsescopeError
 
 CACHE_ENV = "SPARSESCOPE_CACHE"
 LIBRARIES = ("sparsescope", "torch", "transformers", "safetensors", "numpy", "pandas", "papermill", "gguf")
@@ -48,7 +51,8 @@ def atomic_dir(final: str | os.PathLike):
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
     tmp.mkdir()
     try:
-        yield tmp
+        with disk_full_is_one_line(final):
+            yield tmp
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -57,10 +61,29 @@ def atomic_dir(final: str | os.PathLike):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def disk_full_is_one_line(target: Path):
+    """A full disk (or quota) while writing `target` becomes one line saying what to do."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        free = shutil.disk_usage(target.parent if target.parent.exists() else Path.cwd()).free
+        raise SparsescopeError(f"the disk filled up while writing {target} ({free / 1e9:.1f} GB free now): "
+                               "free some space or point RESULTS / SPARSESCOPE_CACHE elsewhere, then rerun; "
+                               "nothing half-written was kept") from None
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
+    try:
+        with disk_full_is_one_line(path):
+            tmp.write_text(text)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
 
 
@@ -91,11 +114,20 @@ def cached_json(path: str | os.PathLike, key, compute):
 
 # ---------------------------------------------------------------------------------- manifests
 def sha256(path: str | os.PathLike, block: int = 1 << 24) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
+    """SHA-256 of a file, remembered in the cache by path, size and modification time: a seed checkpoint
+    (11 GB) is hashed once, not at every stage."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = {"path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    name = hashlib.sha256(str(path).encode()).hexdigest()[:24]
+
+    def digest() -> str:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(block):
+                h.update(chunk)
+        return h.hexdigest()
+    return cached_json(cache_dir("hashes") / f"{name}.json", key, digest)
 
 
 def peak_rss_bytes() -> int:
@@ -109,6 +141,42 @@ def peak_rss_bytes() -> int:
         pass
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def anonymous_rss_bytes() -> int:
+    """This process's resident memory that is not file-backed (RssAnon): what reading checkpoints through
+    the page cache does not count."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class PeakAnonymous:
+    """Peak anonymous memory while the block runs, sampled every `interval` seconds by a thread."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval, self.peak = interval, 0
+        self._stop = None
+
+    def __enter__(self):
+        import threading
+        self._stop = threading.Event()
+        self.peak = anonymous_rss_bytes() if Path("/proc/self/status").exists() else 0
+
+        def sample():
+            while not self._stop.wait(self.interval):
+                self.peak = max(self.peak, anonymous_rss_bytes())
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        if Path("/proc/self/status").exists():
+            self.peak = max(self.peak, anonymous_rss_bytes())
+        return False
 
 
 def reset_peak_rss() -> None:

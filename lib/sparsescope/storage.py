@@ -23,12 +23,12 @@ from pathlib import Path
 import numba
 import numpy as np
 import torch
-from safetensors import safe_open
 
 from .artifacts import write_json
 from .errors import SparsescopeError
-from .sources.registry import auto_class
-from .sources.weights import SAFETENSORS_DTYPES, iter_file_tensors, read_safetensors_header, tag, weight_files
+from .sources.layouts import assign_weights, build_layout, tie_missing
+from .sources.registry import empty_model
+from .sources.weights import SAFETENSORS_DTYPES, CheckpointReader, read_safetensors_header, tag, weight_files
 
 FORMAT = "sparsescope-sparse"
 VERSION = 1
@@ -238,45 +238,63 @@ def copy_model_files(src: str | os.PathLike, dst: str | os.PathLike,
 
 
 # ------------------------------------------------------------------------------------- reader
-def read_state_dict(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Every tensor of a checkpoint, sparse ones decompressed."""
-    state: dict[str, torch.Tensor] = {}
-    for path in weight_files(folder):
-        sparse = {}
-        if path.suffix == ".safetensors":
-            with safe_open(path, framework="pt") as f:
-                raw = (f.metadata() or {}).get(META_KEY)
-                sparse = json.loads(raw)["tensors"] if raw else {}
-        parts: dict[str, dict] = {}
-        for name, tensor in iter_file_tensors(path):
+class StoredTensors:
+    """Every tensor of a plain or compressed checkpoint by its stored name, in file order; a sparse one is
+    decoded when asked for, a plain one mapped from the page cache. Holding it costs no memory."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.reader = CheckpointReader(folder)
+        self.sparse: dict[str, dict] = {}
+        for path in weight_files(folder):
+            if path.suffix == ".safetensors":
+                raw = read_safetensors_header(path)[1].get(META_KEY)
+                self.sparse.update(json.loads(raw)["tensors"] if raw else {})
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        for name in [*self.reader.safetensors, *self.reader.pickled]:
             base, _, part = name.partition("::")
-            if part:
-                parts.setdefault(base, {})[part] = tensor.clone()
+            if not part:
+                self.shapes[name] = tuple(self.reader.shape(name))
+            elif base not in self.sparse:
+                raise SparsescopeError(f"{folder}: {base} has sparse parts but no description in the "
+                                       "metadata")
             else:
-                state[name] = tensor.clone()
-        for base, p in parts.items():
-            if base not in sparse:
-                raise SparsescopeError(f"{path}: {base} has sparse parts but no description in the metadata")
-            state[base] = decode_sparse(p["values"], p["index"], sparse[base])
-    return state
+                self.shapes[base] = tuple(self.sparse[base]["shape"])
+        aliases = json.loads((self.folder / "config.json").read_text()).get(META_KEY, {}).get("aliases", {}) \
+            if (self.folder / "config.json").exists() else {}
+        self.aliases = {**self.reader.aliases, **aliases}
+
+    def get(self, name: str) -> torch.Tensor:
+        if name in self.sparse:
+            return decode_sparse(self.reader.get(f"{name}::values"), self.reader.get(f"{name}::index"),
+                                 self.sparse[name])
+        return self.reader.get(name)
+
+    def items(self):
+        for name in self.shapes:
+            yield name, self.get(name)
+
+
+def read_state_dict(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Every stored tensor of a checkpoint, sparse ones decompressed, as independent copies."""
+    return {name: tensor.clone() for name, tensor in StoredTensors(folder).items()}
 
 
 def load_pruned(folder: str | os.PathLike, dtype: torch.dtype | None = None):
-    """A normal transformers model from a compressed (or plain) pruned checkpoint."""
-    from accelerate import init_empty_weights
-    from transformers import AutoConfig
+    """A normal transformers model from a compressed (or plain) checkpoint in any layout its source had: hub
+    names (bare GPT-2, BERT gamma/beta), aliases and unused heads are resolved as from_pretrained does."""
     folder = Path(folder)
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
-    with init_empty_weights(include_buffers=False):
-        model = auto_class(config).from_config(config, trust_remote_code=False)
-    state = read_state_dict(folder)
-    result = model.load_state_dict(state, strict=False, assign=True)
-    # stale buffers of older checkpoints (e.g. BERT's position_ids) are ignored, as from_pretrained does
-    unexpected = [k for k in result.unexpected_keys if tag(k, tuple(state[k].shape)).component != "buffer"]
-    if unexpected:
-        raise SparsescopeError(f"{folder}: the checkpoint has weights this {type(model).__name__} lacks: "
-                               f"{unexpected[:3]}")
-    model.tie_weights()
+    model = empty_model(folder)
+    stored = StoredTensors(folder)
+    layout = build_layout(model, stored.shapes, stored.aliases, str(folder))
+    misplaced = [n for n in layout.unused if tag(n, stored.shapes.get(n, ())).block is not None
+                 and tag(n, stored.shapes.get(n, ())).component != "buffer"]
+    if misplaced:
+        raise SparsescopeError(f"{folder}: the checkpoint has block weights this {type(model).__name__} "
+                               "lacks: "
+                               f"{misplaced[:3]}; is config.json the one it was saved with?")
+    assign_weights(model, layout, stored.get, dtype=dtype)
+    tie_missing(model)
     still_empty = [n for n, p in model.named_parameters() if p.is_meta]
     if still_empty:
         raise SparsescopeError(f"{folder}: the checkpoint lacks weights {still_empty[:3]}")
@@ -286,10 +304,11 @@ def load_pruned(folder: str | os.PathLike, dtype: torch.dtype | None = None):
 
 
 def export_dense(folder: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """A plain safetensors checkpoint (zeros stored) that any HF tool opens."""
+    """A plain safetensors checkpoint (zeros stored) under the stored names, written tensor by tensor, that
+    transformers' from_pretrained opens as it opens the source."""
     out_dir = Path(out_dir)
     writer = CheckpointWriter(out_dir)
-    for name, tensor in read_state_dict(folder).items():
+    for name, tensor in StoredTensors(folder).items():
         writer.add(name, tensor)
     writer.close()
     copy_model_files(folder, out_dir)

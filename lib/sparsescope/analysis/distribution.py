@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..artifacts import manifest, write_json
 from ..sources.registry import describe
-from ..sources.weights import weight_files
+from ..sources.weights import tensor_aliases, weight_files
 from .statistics import Accumulator, WeightStats, analyze_folder
 
 
@@ -32,8 +32,10 @@ def analyze_model(model: str, out_dir: str | os.PathLike, progress: bool = True)
         "components": stats.group_summaries("component:"),
     }
     write_json(summary, out_dir / "summary.json")
-    write_json(manifest(info, weight_files(folder), {"model": model},
-                        time.time() - started), out_dir / "manifest.json")
+    excluded = {"buffers (not weights)": stats.buffers,
+                "aliases (stored once, counted once)": tensor_aliases(folder)}
+    write_json({**manifest(info, weight_files(folder), {"model": model}, time.time() - started),
+                "excluded": excluded}, out_dir / "manifest.json")
     return load_distribution(out_dir)
 
 

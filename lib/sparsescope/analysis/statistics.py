@@ -208,11 +208,13 @@ class WeightStats:
     family: str | None
     groups: dict[str, Accumulator] = field(default_factory=dict)
     tensors: list[dict] = field(default_factory=list)
+    buffers: list[str] = field(default_factory=list)   # stored tensors that are not weights, left out
 
     def add_tensor(self, name: str, w: torch.Tensor, scanner: TensorScanner) -> None:
         t = tag(name, tuple(w.shape), self.family, floating=w.is_floating_point())
         if t.component == "buffer":
-            return  # masks and index buffers are not weights
+            self.buffers.append(name)  # causal masks and index buffers are not weights
+            return
         acc = scanner.scan(w)
         for g in group_names(t):
             self.groups.setdefault(g, Accumulator()).add(acc)

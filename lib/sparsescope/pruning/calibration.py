@@ -8,6 +8,7 @@ decoder calibrates on the pruned encoder's outputs.
 """
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
@@ -23,6 +24,19 @@ from .layers import is_linear
 DEFAULT_SAMPLES, DEFAULT_SEQLEN = 16, 128      # CPU-friendly; the papers use 128 x 2048
 
 
+def calibration_budget(n_samples: int | None, seqlen: int, widest: int) -> dict:
+    """Windows, tokens and a warning. SparseGPT's Hessian X Xᵀ of a layer with `widest` inputs is singular
+    with fewer calibration tokens than that, so by default (n_samples None) enough windows are taken to
+    cover the widest layer, and never fewer than DEFAULT_SAMPLES."""
+    n = n_samples if n_samples is not None else max(DEFAULT_SAMPLES, math.ceil(widest / seqlen))
+    tokens = n * seqlen
+    note = "" if tokens >= widest else (
+        f"{n} x {seqlen} = {tokens} calibration tokens are fewer than the {widest} inputs of the widest "
+        "layer: "
+        "its Hessian is singular and only the 1% dampening keeps SparseGPT's update defined")
+    return {"n_samples": n, "tokens": tokens, "note": note}
+
+
 # ------------------------------------------------------------------------------------- inputs
 def token_windows(tokenizer, n_samples: int, seqlen: int, seed: int) -> torch.Tensor:
     """n seeded windows of 2*seqlen tokens, each from a random place in the calibration split.
@@ -36,7 +50,7 @@ def token_windows(tokenizer, n_samples: int, seqlen: int, seed: int) -> torch.Te
     windows = []
     for _ in range(n_samples):
         start = rng.randrange(0, len(text) - span)
-        ids = tokenizer(text[start:start + span], add_special_tokens=False).input_ids
+        ids = tokenizer(text[start:start + span], add_special_tokens=False, verbose=False).input_ids
         if len(ids) < 2 * seqlen + 1:
             raise SparsescopeError(f"{type(tokenizer).__name__} made only {len(ids)} tokens of {span} "
                                    "characters: "
@@ -99,8 +113,12 @@ class _Stop(Exception):
     pass
 
 
-def record_block_calls(model, inputs: dict, blocks: torch.nn.ModuleList) -> tuple[torch.Tensor, list]:
-    """Run the model once; return the hidden states entering blocks[0] and every block's other arguments."""
+def record_block_calls(model, inputs: dict, blocks: torch.nn.ModuleList,
+                       streamer=None) -> tuple[torch.Tensor, list]:
+    """Run the model once; return the hidden states entering blocks[0] and every block's other arguments.
+
+    With a streamer, every block of the model is materialised when the forward reaches it and released after
+    (so a decoder is recorded on the pruned encoder, one block in memory at a time)."""
     calls: list = [None] * len(blocks)
     first_hidden: list = []
 
@@ -119,6 +137,13 @@ def record_block_calls(model, inputs: dict, blocks: torch.nn.ModuleList) -> tupl
         return hook
 
     handles = [b.register_forward_pre_hook(pre_hook(i), with_kwargs=True) for i, b in enumerate(blocks)]
+    if streamer is not None:  # registered after the recorders: the last block is never materialised here
+        for _, path, stack_blocks in block_stacks(model):
+            for i, block in enumerate(stack_blocks):
+                prefix = f"{path}.{i}."
+                handles.append(block.register_forward_pre_hook(
+                    lambda m, args, p=prefix: streamer.load(lambda name: name.startswith(p))))
+                handles.append(block.register_forward_hook(lambda m, args, out: streamer.release(m)))
     try:
         with torch.no_grad():
             model(**inputs, use_cache=False)
@@ -138,13 +163,17 @@ def run_block(block, hidden: torch.Tensor, call) -> torch.Tensor:
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def prune_blockwise(model, inputs: dict, make_pruner, prune_layer, progress: bool = True) -> None:
+def prune_blockwise(model, inputs: dict, make_pruner, prune_layer, progress: bool = True,
+                    streamer=None) -> None:
     """Prune every linear layer inside every block, block by block, on calibration inputs.
 
-    make_pruner(layer) -> object with add_batch(inputs); prune_layer(pruner) prunes that layer."""
+    make_pruner(layer) -> object with add_batch(inputs); prune_layer(pruner) prunes that layer. With a
+    streamer (a model on the meta device), each block is materialised before and spilled after."""
     for stack, path, blocks in block_stacks(model):
-        hidden, calls = record_block_calls(model, inputs, blocks)
+        hidden, calls = record_block_calls(model, inputs, blocks, streamer)
         for i, block in enumerate(tqdm(blocks, desc=f"pruning {stack} blocks", disable=not progress)):
+            if streamer is not None:
+                streamer.load(lambda name, p=f"{path}.{i}.": name.startswith(p))
             layers = {name: m for name, m in block.named_modules() if is_linear(m)}
             pruners = {name: make_pruner(m) for name, m in layers.items()}
             hooks = [m.register_forward_hook(lambda mod, args, out, p=pruners[name]: p.add_batch(args[0]))
@@ -157,3 +186,5 @@ def prune_blockwise(model, inputs: dict, make_pruner, prune_layer, progress: boo
                 prune_layer(pruner)
             with torch.no_grad():
                 hidden = run_block(block, hidden, calls[i])  # the pruned block's output feeds the next
+            if streamer is not None:
+                streamer.spill(f"{path}.{i}", block)

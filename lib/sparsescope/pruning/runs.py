@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,16 +23,19 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..artifacts import atomic_dir, atomic_write_text, manifest, peak_rss_bytes, reset_peak_rss, write_json
+from ..artifacts import (PeakAnonymous, atomic_dir, atomic_write_text, manifest, peak_rss_bytes,
+                         reset_peak_rss, write_json)
 from ..errors import SparsescopeError
-from ..sources.registry import auto_class, describe, load_model
-from ..sources.weights import iter_tensors, list_tensors, tag, weight_files
+from ..sources.layouts import checkpoint_layout, tie_missing
+from ..sources.registry import describe, empty_model, load_model, resolve_device
+from ..sources.weights import iter_tensors, list_tensors, tag, tensor_aliases, weight_files
 from ..storage import FORMAT, VERSION, CheckpointWriter, checkpoint_bytes, copy_model_files
-from .calibration import DEFAULT_SAMPLES, DEFAULT_SEQLEN, calibration_inputs, prune_blockwise
+from .calibration import DEFAULT_SEQLEN, block_stacks, calibration_budget, calibration_inputs, prune_blockwise
 from .layers import input_dim, is_linear
 from .magnitude import (Threshold, apply_threshold, check_sparsity, global_threshold, n_to_prune,
                         nm_magnitude, parse_nm, prune_smallest, torch_prune_global)
 from .sparsegpt import SparseGPT
+from .streaming import BlockStreamer
 from .wanda import Wanda
 
 METHODS = ("global_magnitude", "layer_magnitude", "nm_magnitude", "wanda", "sparsegpt")
@@ -46,7 +50,7 @@ class PruneSpec:
     sparsity: float | None = None          # unstructured target; None with nm
     nm: str | None = None                  # "N:M" for nm_magnitude and N:M wanda/sparsegpt
     include_embeddings: bool = False
-    n_samples: int = DEFAULT_SAMPLES
+    n_samples: int | None = None           # None: enough windows to cover the widest layer's inputs
     seqlen: int = DEFAULT_SEQLEN
     seed: int = 0
 
@@ -65,7 +69,8 @@ class PruneSpec:
         if self.method in CALIBRATED and self.include_embeddings:
             raise SparsescopeError("include_embeddings applies to the magnitude methods; wanda and sparsegpt "
                                    "prune the linear layers inside blocks only")
-        if self.method in CALIBRATED and (self.n_samples < 1 or self.seqlen < 8):
+        too_few = self.n_samples is not None and self.n_samples < 1
+        if self.method in CALIBRATED and (too_few or self.seqlen < 8):
             raise SparsescopeError(f"calibration needs at least 1 sample of 8 tokens, got {self.n_samples} x "
                                    f"{self.seqlen}")
 
@@ -83,17 +88,15 @@ class PrunableSet:
     names: dict[str, int] = field(default_factory=dict)   # name -> input dimension
     tags: dict = field(default_factory=dict)
     n_weights: int = 0                                    # elements in the pruned tensors
+    widest: int = 0                                       # most input columns of any pruned matrix
 
 
 def input_dims(folder: Path) -> dict[str, int]:
-    """Which dimension of each linear weight indexes the inputs, from the model's module types (built on
-    the meta device: no memory, but it imports the modelling code, so only N:M asks for it)."""
-    from accelerate import init_empty_weights
-    from transformers import AutoConfig
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
-    with init_empty_weights():
-        model = auto_class(config).from_config(config, trust_remote_code=False)
-    return {f"{n}.weight": input_dim(m) for n, m in model.named_modules() if is_linear(m)}
+    """Which dimension of each stored linear weight indexes the inputs (0 for GPT-2's Conv1D), from the
+    model's module types (built on the meta device) mapped onto the stored names."""
+    model = empty_model(folder)
+    dims = {f"{n}.weight": input_dim(m) for n, m in model.named_modules() if is_linear(m)}
+    return {stored: dims[name] for stored, name in checkpoint_layout(folder).to_model.items() if name in dims}
 
 
 def prunable_set(folder: Path, family: str, include_embeddings: bool,
@@ -107,6 +110,7 @@ def prunable_set(folder: Path, family: str, include_embeddings: bool,
         if t.prunable or (include_embeddings and len(shape) == 2 and t.component in EXTRA_COMPONENTS):
             out.names[name] = in_dims.get(name, 1)
             out.n_weights += math.prod(shape)
+            out.widest = max(out.widest, shape[out.names[name]])
     if not out.names:
         raise SparsescopeError(f"{folder} has no prunable matrices (2-D linear weights inside blocks)")
     return out
@@ -131,6 +135,9 @@ class RunContext:
     spec: PruneSpec
     targets: PrunableSet
     progress: bool
+    work_dir: Path                 # inside the run's temporary folder: gone when the run is complete
+    device: str = "auto"
+    budget: dict = field(default_factory=dict)
 
     def stream(self, desc: str):
         """The prunable tensors, in checkpoint order, read once more."""
@@ -162,19 +169,25 @@ def nm_magnitude_method(run: RunContext):
 
 
 def calibrated(run: RunContext):
-    """Wanda or SparseGPT, block by block on the loaded model; the pruned tensors by checkpoint name."""
-    spec = run.spec
-    model = load_model(run.model, dtype=torch.float32)
-    inputs = calibration_inputs(model, run.folder, spec.n_samples, spec.seqlen, spec.seed)
+    """Wanda or SparseGPT, block by block, with one block of the model in memory at a time (the rest on the
+    meta device); the pruned tensors by stored name, read back from the run's spill files."""
+    spec, device = run.spec, resolve_device(run.device)
+    model = empty_model(run.folder)
+    layout = checkpoint_layout(run.folder)
+    streamer = BlockStreamer(model, run.folder, layout, run.work_dir / "blocks", device)
+    block_paths = tuple(f"{path}." for _, path, _ in block_stacks(model))
+    streamer.load(lambda name: not name.startswith(block_paths))  # embeddings, final norms, heads
+    tie_missing(model)  # embeddings the checkpoint stores once (T5's encoder/decoder copies of `shared`)
+    inputs = calibration_inputs(model, run.folder, run.budget["n_samples"], spec.seqlen, spec.seed)
+    inputs = {k: v.to(device) for k, v in inputs.items()}
     n, m = parse_nm(spec.nm) if spec.nm else (0, 0)
     pruner_cls = {"wanda": Wanda, "sparsegpt": SparseGPT}[spec.method]
-    prune_blockwise(model, inputs, pruner_cls, lambda p: p.prune(spec.sparsity, n, m), run.progress)
-    state = model.state_dict()
-    missing = [name for name in run.targets.names if name not in state]
-    if missing:
-        raise SparsescopeError(f"{run.model}: checkpoint names {missing[:2]} are not the model's; cannot map")
-    pruned = {name: state[name] for name in run.targets.names}
-    return lambda name, w: pruned[name].to(w.dtype)
+    prune_blockwise(model, inputs, pruner_cls, lambda p: p.prune(spec.sparsity, n, m), run.progress, streamer)
+    missed = [name for name in run.targets.names if name not in streamer.spilled]
+    if missed:
+        raise SparsescopeError(f"{run.model}: calibration never reached the prunable matrices {missed[:2]}: "
+                               "they are not inside a block of the model's own class")
+    return lambda name, w: streamer.stored(name).to(w.dtype)
 
 
 # method -> a function of the run returning prune(name, tensor) -> pruned tensor, called in checkpoint order
@@ -183,7 +196,7 @@ PRUNERS = {"global_magnitude": GlobalMagnitude, "layer_magnitude": layer_magnitu
 
 
 def prune_model(model: str, out_dir: str | os.PathLike, spec: PruneSpec, save_format: str = "compressed",
-                progress: bool = True) -> dict:
+                progress: bool = True, device: str = "auto") -> dict:
     """Prune `model` by `spec` into out_dir/<spec.label>/; return the run's row for pruning.csv."""
     if save_format not in SAVE_FORMATS:
         raise SparsescopeError(f"unknown save_format {save_format!r}: use one of {', '.join(SAVE_FORMATS)}")
@@ -201,12 +214,17 @@ def prune_model(model: str, out_dir: str | os.PathLike, spec: PruneSpec, save_fo
     started = time.time()
     info = describe(model)
     folder = Path(info["folder"])
+    calibrated_method = spec.method in CALIBRATED
     targets = prunable_set(folder, info["family"], spec.include_embeddings,
-                           need_input_dims=spec.method == "nm_magnitude")
-    prune = PRUNERS[spec.method](RunContext(model, folder, spec, targets, progress))
+                           need_input_dims=spec.method == "nm_magnitude" or calibrated_method)
+    budget = calibration_budget(spec.n_samples, spec.seqlen, targets.widest) if calibrated_method else {}
+    if budget.get("note") and progress:
+        print(f"{model}: {budget['note']}", flush=True)
     formats = ["compressed", "dense"] if save_format == "both" else [save_format]
     per_tensor = []
-    with atomic_dir(final) as tmp:
+    with atomic_dir(final) as tmp, PeakAnonymous() as anonymous:
+        run = RunContext(model, folder, spec, targets, progress, tmp / ".work", device, budget)
+        prune = PRUNERS[spec.method](run)
         writers = {f: CheckpointWriter(tmp / f) for f in formats}
         stream = tqdm(iter_tensors(folder), desc="writing", total=len(targets.tags), disable=not progress)
         for name, w in stream:
@@ -217,15 +235,23 @@ def prune_model(model: str, out_dir: str | os.PathLike, spec: PruneSpec, save_fo
                                    "n": w.numel(), "n_zero": int((w == 0).sum())})
             for fmt, writer in writers.items():
                 (writer.add_sparse if name in targets.names and fmt == "compressed" else writer.add)(name, w)
+        del prune  # its spill files are read until here
+        shutil.rmtree(run.work_dir, ignore_errors=True)
+        aliases = tensor_aliases(folder)
         for fmt, writer in writers.items():
             writer.close()
             copy_model_files(folder, tmp / fmt, {"format": FORMAT, "version": VERSION, "source": model,
-                                                 **asdict(spec)} if fmt == "compressed" else None)
+                                                 "aliases": aliases, **asdict(spec)}
+                             if fmt == "compressed" else None)
         pd.DataFrame(per_tensor).to_csv(tmp / "sparsity_by_tensor.csv", index=False)
         n_zeroed = sum(r["n_zero"] for r in per_tensor)
         row = {"method": spec.method, "target_sparsity": spec.sparsity, "nm": spec.nm or "",
                "achieved_sparsity": n_zeroed / targets.n_weights, "n_prunable": targets.n_weights,
                "n_zeroed": n_zeroed, "seconds": time.time() - started, "peak_rss_bytes": peak_rss_bytes(),
+               "peak_anon_bytes": max(anonymous.peak, 0),
+               "n_samples": budget.get("n_samples", ""), "seqlen": spec.seqlen if calibrated_method else "",
+               "calibration_tokens": budget.get("tokens", ""), "calibration_note": budget.get("note", ""),
+               "device": str(resolve_device(device)) if calibrated_method else "cpu",
                "dense_bytes": checkpoint_bytes(folder),
                "saved_bytes": checkpoint_bytes(tmp / formats[0]),
                "dense_saved_bytes": checkpoint_bytes(tmp / "dense") if "dense" in formats else "",
@@ -253,22 +279,22 @@ def plan_runs(methods: list[str], sparsities: list[float], nm: str | None = "2:4
 
 
 def prune_runs(model: str, out_dir: str | os.PathLike, specs: list[PruneSpec],
-               save_format: str = "compressed", progress: bool = True):
+               save_format: str = "compressed", progress: bool = True, device: str = "auto"):
     """Every run of `specs` (finished ones reused); writes and returns out_dir/pruning.csv."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     owner = out_dir / "model.txt"
     if owner.exists() and owner.read_text().strip() != model:
         raise SparsescopeError(f"{out_dir} holds pruning runs of {owner.read_text().strip()!r}, not "
-                               f"{model!r}: "
-                               "pass another out_dir or delete it")
+                               f"{model!r}: pass another out_dir or delete it")
     atomic_write_text(owner, model + "\n")
     started = time.time()
     rows = []
-    for spec in specs:
+    for i, spec in enumerate(specs, 1):
         if progress:
-            print(f"{model}: {spec.label}", flush=True)
-        rows.append(prune_model(model, out_dir, spec, save_format, progress))
+            print(f"{model}: run {i}/{len(specs)} {spec.label} ({time.time() - started:.0f} s so far)",
+                  flush=True)
+        rows.append(prune_model(model, out_dir, spec, save_format, progress, device))
     table = pd.DataFrame(rows)
     atomic_write_text(out_dir / "pruning.csv", table.to_csv(index=False))
     info = describe(model)

@@ -20,7 +20,7 @@ class SparseGPT:
     def __init__(self, layer: torch.nn.Module):
         self.layer = LinearView(layer)
         self.columns = self.layer.columns
-        self.H = torch.zeros(self.columns, self.columns, dtype=torch.float32)
+        self.H = torch.zeros(self.columns, self.columns, dtype=torch.float32, device=layer.weight.device)
         self.n_samples = 0
 
     def add_batch(self, inputs: torch.Tensor) -> None:
@@ -39,7 +39,7 @@ class SparseGPT:
         dead = torch.diag(H) == 0        # inputs never active: their weights cannot matter
         H[dead, dead] = 1
         W[:, dead] = 0
-        H += damp * torch.mean(torch.diag(H)) * torch.eye(self.columns)
+        H += damp * torch.mean(torch.diag(H)) * torch.eye(self.columns, device=H.device)
         H_inv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
 
         for start in range(0, self.columns, block_size):

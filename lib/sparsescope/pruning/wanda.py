@@ -14,7 +14,7 @@ from .magnitude import nm_prune_scores
 class Wanda:
     def __init__(self, layer: torch.nn.Module):
         self.layer = LinearView(layer)
-        self.squared_norms = torch.zeros(self.layer.columns, dtype=torch.float64)
+        self.squared_norms = torch.zeros(self.layer.columns, dtype=torch.float64, device=layer.weight.device)
         self.n_samples = 0
 
     def add_batch(self, inputs: torch.Tensor) -> None:

@@ -191,3 +191,36 @@ def load_model(model: str | ModelEntry, **kwargs):
     folder = model_folder(model)
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     return auto_class(config).from_pretrained(folder, trust_remote_code=False, **kwargs).eval()
+
+
+def empty_model(folder: str | Path):
+    """The model class of an HF folder with its parameters on the meta device (no memory) and its buffers
+    real; its generation config read from the folder where there is one. Never trusts remote code."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, GenerationConfig
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    with init_empty_weights(include_buffers=False):
+        model = auto_class(config).from_config(config, trust_remote_code=False)
+    if (Path(folder) / "generation_config.json").exists():
+        model.generation_config = GenerationConfig.from_pretrained(folder)
+    return model.eval()
+
+
+def resolve_device(device: str | None = "auto"):
+    """"auto" (CUDA when present, else the CPU), "cpu", "cuda" or "cuda:N", as a torch.device."""
+    import torch
+    name = str(device or "auto").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SparsescopeError(f"device {device!r} asked for CUDA, but this torch build sees no GPU: use "
+                                   "device=auto or cpu, or install a CUDA build of torch (make setup "
+                                   "TORCH_SPEC=...)")
+        try:
+            return torch.device(name)
+        except RuntimeError:
+            pass
+    raise SparsescopeError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")

@@ -126,19 +126,45 @@ def load_pickle_state_dict(path: Path) -> dict[str, torch.Tensor]:
                                "unpickles arbitrary code: convert it to safetensors") from None
 
 
+def pickle_aliases(state: dict[str, torch.Tensor]) -> dict[str, str]:
+    """Names whose tensor is the same view of the same storage as an earlier name's: a pickle saves tied
+    weights once (T5 v1.1's `encoder.embed_tokens.weight` is `shared.weight`). alias -> first name."""
+    seen, aliases = {}, {}
+    for name, t in state.items():
+        if t.numel() == 0:
+            continue
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+        if key in seen:
+            aliases[name] = seen[key]
+        else:
+            seen[key] = name
+    return aliases
+
+
+def tensor_aliases(folder: str | os.PathLike) -> dict[str, str]:
+    """alias -> stored name, for every tensor a checkpoint stores as another's storage (pickles only)."""
+    out = {}
+    for path in weight_files(folder):
+        if path.suffix != ".safetensors":
+            out.update(pickle_aliases(load_pickle_state_dict(path)))
+    return out
+
+
 def list_tensors(folder: str | os.PathLike) -> list[tuple[str, torch.dtype, tuple[int, ...]]]:
-    """(name, dtype, shape) of every tensor, from headers only where the format allows."""
+    """(name, dtype, shape) of every stored tensor, aliases left out; from headers where the format allows."""
     out = []
     for path in weight_files(folder):
         if path.suffix == ".safetensors":
             out += [(t.name, t.dtype, t.shape) for t in read_safetensors_header(path)[0]]
         else:
-            out += [(n, t.dtype, tuple(t.shape)) for n, t in load_pickle_state_dict(path).items()]
+            state = load_pickle_state_dict(path)
+            aliases = pickle_aliases(state)
+            out += [(n, t.dtype, tuple(t.shape)) for n, t in state.items() if n not in aliases]
     return out
 
 
 def iter_file_tensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
-    """(name, tensor) of one checkpoint file, one at a time."""
+    """(name, tensor) of one checkpoint file, one at a time; a pickle's aliases are left out."""
     if path.suffix == ".safetensors":
         infos, _ = read_safetensors_header(path)
         with open(path, "rb") as f:
@@ -146,14 +172,52 @@ def iter_file_tensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
                 yield info.name, map_tensor(f, info)
     else:
         state = load_pickle_state_dict(path)
+        aliases = pickle_aliases(state)
         for name in list(state):
-            yield name, state.pop(name).contiguous()
+            tensor = state.pop(name)
+            if name not in aliases:
+                yield name, tensor.contiguous()
 
 
 def iter_tensors(folder: str | os.PathLike) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield (name, tensor) for every tensor of the checkpoint, one at a time."""
+    """Yield (name, tensor) for every stored tensor of the checkpoint, one at a time, aliases left out."""
     for path in weight_files(folder):
         yield from iter_file_tensors(path)
+
+
+class CheckpointReader:
+    """Any tensor of a checkpoint by name, mapped from the page cache when asked for (pickles: memory-mapped
+    by torch.load), so holding a reader costs no memory."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.safetensors: dict[str, tuple[Path, TensorInfo]] = {}
+        self.pickled: dict[str, torch.Tensor] = {}      # aliases left out ...
+        self.aliases: dict[str, str] = {}               # ... and resolved by get()
+        for path in weight_files(folder):
+            if path.suffix == ".safetensors":
+                self.safetensors.update({t.name: (path, t) for t in read_safetensors_header(path)[0]})
+            else:
+                state = load_pickle_state_dict(path)
+                aliases = pickle_aliases(state)
+                self.aliases.update(aliases)
+                self.pickled.update({n: t for n, t in state.items() if n not in aliases})
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.safetensors or name in self.pickled or name in self.aliases
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        name = self.aliases.get(name, name)
+        if name in self.pickled:
+            return tuple(self.pickled[name].shape)
+        return self.safetensors[name][1].shape
+
+    def get(self, name: str) -> torch.Tensor:
+        name = self.aliases.get(name, name)
+        if name in self.pickled:
+            return self.pickled[name]
+        path, info = self.safetensors[name]
+        with open(path, "rb") as f:
+            return map_tensor(f, info)
 
 
 # -------------------------------------------------------------------------------------- tagging
