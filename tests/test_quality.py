@@ -142,3 +142,69 @@ def test_wikitext_without_the_hub_is_one_line():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}).stdout.strip()
     assert out.startswith("SparsescopeError WikiText-2 could not be fetched") and "\n" not in out
+
+
+# ------------------------------------------------------------------------------------ devices
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """CUDA as the code sees it, on this CPU-only machine: a GPU named "Fake GPU"; every move to a device is
+    recorded (what moved, where to) and left on the CPU."""
+    import sparsescope.evaluation.quality as quality
+    import sparsescope.evaluation.runtime as runtime
+    moved = []
+
+    def move(x, device):
+        moved.append((type(x).__name__, str(device)))
+        return x
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    monkeypatch.setattr(runtime, "to_device", move, raising=False)
+    monkeypatch.setattr(quality, "to_device", move, raising=False)
+    return moved
+
+
+def test_evaluator_runs_models_and_inputs_on_its_device(tiny_models, fake_cuda):
+    model = load_model(str(tiny_models["gpt2"]))
+    budget = Budget(n_tokens=96, window=32)
+    on_gpu = QualityEvaluator(model, tiny_models["gpt2"], budget)    # "auto": the (fake) GPU
+    assert on_gpu.device == torch.device("cuda")
+    moved_models = [where for what, where in fake_cuda if what == "GPT2LMHeadModel"]
+    moved_inputs = [where for what, where in fake_cuda if what == "Tensor"]
+    assert moved_models == ["cuda"] and moved_inputs == ["cuda"] * len(on_gpu.batches)  # 3 windows of 32
+    assert len(on_gpu.batches) == 3
+    kept = on_gpu.dense[0]["logp"]
+    assert kept.device.type == "cpu" and kept.dtype == torch.float32  # the KL's reference: off the GPU
+    on_cpu = QualityEvaluator(model, tiny_models["gpt2"], budget, device="cpu")
+    assert on_gpu.evaluate(model) == on_cpu.evaluate(model)
+
+
+def test_embeddings_move_with_the_device(tiny_models, fake_cuda):
+    from transformers import BertModel
+    encoder = BertModel.from_pretrained(tiny_models["bert"])               # no head: a sentence encoder
+    evaluator = QualityEvaluator(encoder, tiny_models["bert"], Budget(n_passages=8), device="cuda")
+    assert evaluator.objective == "sentence-embedding"
+    assert {where for _, where in fake_cuda} == {"cuda"}
+    assert {what for what, _ in fake_cuda} >= {"BertModel", "Tensor"}
+    rows = {r["metric"]: r["value"] for r in evaluator.evaluate(encoder)}
+    assert rows["cosine_to_dense"] == pytest.approx(1.0, abs=1e-5)
+    assert rows["kl_from_dense"] == pytest.approx(0, abs=1e-6)
+
+
+def test_quality_rows_name_their_device_and_bad_devices_are_one_line(tiny_models, pruned_gpt2, tmp_path,
+                                                                     fake_cuda):
+    budget = Budget(n_tokens=64, window=32)
+    model = str(tiny_models["gpt2"])
+    table = evaluate_checkpoints(model, pruned_gpt2, tmp_path / "q", budget, progress=False)
+    assert set(table["device"]) == {"Fake GPU"} and len(table) == 3 * 3   # dense + 2 runs, 3 metrics each
+    manifest = json.loads((tmp_path / "q" / "manifest.json").read_text())
+    assert manifest["parameters"]["device"] == "Fake GPU"
+    stamp = (tmp_path / "q" / "rows" / "dense.json").stat().st_mtime_ns
+    # scores mean the same on any device: a CPU rerun keeps the GPU's rows, which still say where they ran
+    again = evaluate_checkpoints(model, pruned_gpt2, tmp_path / "q", budget, progress=False, device="cpu")
+    assert (tmp_path / "q" / "rows" / "dense.json").stat().st_mtime_ns == stamp
+    assert set(again["device"]) == {"Fake GPU"}
+    for bad, message in (("tpu", "unknown device 'tpu'"), ("cuda:3", "device 'cuda:3' does not exist")):
+        with pytest.raises(SparsescopeError, match=message) as err:  # refused even with every row cached
+            evaluate_checkpoints(model, pruned_gpt2, tmp_path / "q", budget, progress=False, device=bad)
+        assert "\n" not in str(err.value)

@@ -1,7 +1,12 @@
-"""Runtime arithmetic, the crossover finder, and that the sparse kernels compute what dense ones do."""
+"""Runtime arithmetic, the crossover finder, that the sparse kernels compute what dense ones do, and the
+CUDA paths (2:4 kernels, synchronised timing) driven on this CPU-only machine through a fake GPU."""
+import pandas as pd
 import pytest
 import torch
 
+import sparsescope.evaluation.runtime as runtime
+from sparsescope import SparsescopeError
+from sparsescope.pruning.runs import PruneSpec, prune_runs
 from sparsescope.evaluation.runtime import SparseLinear, crossovers, find_crossover, kernel_sweep, sparsify_linears, speedup
 from sparsescope.sources.registry import load_model
 
@@ -44,3 +49,115 @@ def test_sparse_linear_matches_dense_and_conv1d(tiny_models):
         after = model(ids).logits
     assert swapped == 4 * 3
     assert torch.allclose(before, after, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------ CUDA paths, on the CPU
+# the tiny GPT-2 of conftest (n_embd 32, MLP 4 x 32): its prunable matrices (outputs x inputs) are
+# c_attn 96x32, attn c_proj 32x32, c_fc 128x32 and mlp c_proj 32x128; only the last has inputs a multiple
+# of 64 and outputs a multiple of 32, as torch's 2:4 tensors need
+TINY_GPT2_2_4_SHAPES = [(32, 128)]
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """CUDA as the code sees it, on this CPU-only machine: a GPU named "Fake GPU" (Hopper capability),
+    synchronisations counted, and every move to a device recorded and left on the CPU."""
+    seen = {"sync": 0, "moved_to": set()}
+
+    def sync(device=None):
+        seen["sync"] += 1
+
+    def move(x, device):
+        seen["moved_to"].add(str(device))
+        return x
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr(torch.cuda, "synchronize", sync)
+    monkeypatch.setattr(runtime, "to_device", move, raising=False)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def pruned_tiny_gpt2(tiny_models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runtime-pruning")
+    prune_runs(str(tiny_models["gpt2"]), out,
+               [PruneSpec("global_magnitude", 0.5), PruneSpec("layer_magnitude", 0.9)], progress=False)
+    return out
+
+
+def small_runtime(tiny_models, pruning, out, **kwargs):
+    return runtime.runtime_results(str(tiny_models["gpt2"]), pruning, out, batch_sizes=(1,), seqlen=16,
+                                   sparsities=(0.5, 0.9), tokens=(1, 8), repeats=1, **kwargs)
+
+
+def test_cuda_runtime_path_calls_the_2_4_sweep_with_the_kernel_tokens(fake_cuda, tiny_models,
+                                                                      pruned_tiny_gpt2, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_sweep(shapes, tokens, dtype=torch.float16, repeats=20, device="cuda", seed=0):
+        calls.append({"shapes": list(shapes), "tokens": list(tokens), "device": str(device)})
+        return [{"kind": "kernel-2:4", "shape_or_model": f"{o}x{i}", "sparsity": 0.5, "tokens": n,
+                 "dense_ms": 2.0, "sparse_ms": 1.0, "speedup": 2.0, "device": "Fake GPU", "dtype": "float16"}
+                for o, i in shapes for n in tokens]
+    monkeypatch.setattr(runtime, "semi_structured_sweep", fake_sweep)
+    small_runtime(tiny_models, pruned_tiny_gpt2, tmp_path)  # device "auto": the (fake) GPU
+    assert len(calls) == 1
+    assert calls[0]["tokens"] == [1, 8]                       # the kernel sweep's tokens per batch
+    assert calls[0]["shapes"] == TINY_GPT2_2_4_SHAPES
+    table = pd.read_csv(tmp_path / "runtime.csv")
+    gpu = table[table["kind"] == "kernel-2:4"]
+    assert sorted(gpu["tokens"]) == [1, 8] and set(gpu["shape_or_model"]) == {"32x128"}
+    assert set(table["device"]) == {"Fake GPU"}               # every row timed on the GPU says so
+    assert {"dense-kernels", "kernel-csr", "kernel-bsr"} <= set(table["kind"])
+    assert fake_cuda["sync"] > 0 and fake_cuda["moved_to"] == {"cuda"}
+
+
+def test_cuda_runtime_path_with_the_real_sweep_and_a_fake_kernel(fake_cuda, tiny_models, pruned_tiny_gpt2,
+                                                                 tmp_path, monkeypatch):
+    converted = []
+
+    def fake_semi_structured(w):
+        converted.append(w.clone())
+        return w  # a dense stand-in for the 2:4 tensor: F.linear gives the same product
+    monkeypatch.setattr(torch.sparse, "to_sparse_semi_structured", fake_semi_structured)
+    table = small_runtime(tiny_models, pruned_tiny_gpt2, tmp_path)
+    gpu = table[table["kind"] == "kernel-2:4"]
+    assert sorted(gpu["tokens"]) == [1, 8] and set(gpu["shape_or_model"]) == {"32x128"}
+    assert set(gpu["dtype"]) == {"float16"} and (gpu["sparsity"] == 0.5).all()
+    assert (gpu["speedup"] - gpu["dense_ms"] / gpu["sparse_ms"]).abs().max() < 1e-9
+    (w,) = converted
+    assert w.shape == (32, 128) and w.dtype == torch.float16
+    kept_per_group = (w.reshape(32, 32, 4) != 0).sum(-1)       # groups of 4 consecutive inputs
+    assert (kept_per_group == 2).all()
+
+
+def test_2_4_sweep_rows_and_bad_inputs(fake_cuda, monkeypatch):
+    monkeypatch.setattr(torch.sparse, "to_sparse_semi_structured", lambda w: w)
+    rows = runtime.semi_structured_sweep([(64, 128), (32, 64)], [1, 4, 16], torch.bfloat16, repeats=1)
+    assert [(r["shape_or_model"], r["tokens"]) for r in rows] == [
+        ("64x128", 1), ("64x128", 4), ("64x128", 16), ("32x64", 1), ("32x64", 4), ("32x64", 16)]
+    assert {r["dtype"] for r in rows} == {"bfloat16"} and {r["device"] for r in rows} == {"Fake GPU"}
+    with pytest.raises(SparsescopeError, match="multiple of 64, not 96x32") as err:
+        runtime.semi_structured_sweep([(96, 32)], [1])
+    assert "\n" not in str(err.value)
+    with pytest.raises(SparsescopeError, match="need a CUDA GPU, and this run is on cpu"):
+        runtime.semi_structured_sweep([(64, 128)], [1], device="cpu")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    with pytest.raises(SparsescopeError, match="compute capability 7.5"):
+        runtime.semi_structured_sweep([(64, 128)], [1])
+
+
+def test_older_gpu_skips_2_4_and_cpu_device_never_syncs(fake_cuda, tiny_models, pruned_tiny_gpt2, tmp_path,
+                                                        monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # a T4
+    table = small_runtime(tiny_models, pruned_tiny_gpt2, tmp_path / "t4")
+    assert "kernel-2:4" not in set(table["kind"]) and set(table["device"]) == {"Fake GPU"}
+    assert "2:4 kernels not measured: Fake GPU has compute capability 7.5" in capsys.readouterr().out
+    fake_cuda["sync"] = 0
+    fake_cuda["moved_to"].clear()
+    table = small_runtime(tiny_models, pruned_tiny_gpt2, tmp_path / "cpu", device="cpu")  # a GPU is there
+    assert "kernel-2:4" not in set(table["kind"])
+    assert set(table["device"]) == {f"cpu ({torch.get_num_threads()} threads)"}
+    assert fake_cuda["sync"] == 0 and fake_cuda["moved_to"] <= {"cpu"}

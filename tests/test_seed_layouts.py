@@ -19,7 +19,6 @@ from sparsescope.pruning.calibration import calibration_budget
 from sparsescope.pruning.layers import LinearView, is_linear
 from sparsescope.pruning.runs import PruneSpec, prune_model, prune_runs
 from sparsescope.sources.registry import load_model
-from sparsescope.sources.weights import tag
 
 REPOS = {"gpt2-xl": "openai-community/gpt2-xl", "bert-large": "google-bert/bert-large-uncased",
          "t5-v1_1-xl": "google/t5-v1_1-xl"}

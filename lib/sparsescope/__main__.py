@@ -1,8 +1,36 @@
-"""Command line: `python -m sparsescope prepare` (corpus + packaged models into the cache) and
-`python -m sparsescope report [--profile P] [--models "a b"]` (what `make report` runs)."""
+"""Command line. One model at a time, each stage's notebook executed as `make report` executes it, into
+results/<model>/<stage> (the same completion marker: `make report` then reuses them, and the reverse):
+
+  python -m sparsescope analyze MODEL
+  python -m sparsescope prune MODEL --methods wanda sparsegpt --sparsities 0.5 0.7 --nm 2:4
+  python -m sparsescope evaluate MODEL --n-tokens 4096 --device auto
+  python -m sparsescope report [--profile seed] [--models "a b"] [knobs] [--jobs N]  (`make report`)
+  python -m sparsescope prepare      (corpus and packaged models into the cache; `make setup` runs it)
+
+Unset knobs keep the notebooks' defaults (see the parameters cell of each notebook).
+"""
+from __future__ import annotations
+
+import argparse
+import os
 import sys
+import time
+from pathlib import Path
 
 from .errors import SparsescopeError
+
+PROG = "python -m sparsescope"
+# knobs per subcommand (papermill parameter names; see report.pipeline.KNOBS)
+PRUNE_KNOBS = ("methods", "sparsities", "nm", "n_samples", "seqlen", "seed", "device")
+EVALUATE_KNOBS = ("corpus", "n_tokens", "window", "n_passages", "n_clips", "seed", "device")
+LISTS = ("methods", "sparsities")  # several words: --sparsities 0.5 0.7 or --sparsities "0.5 0.7"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, like every other error here."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def prepare() -> int:
@@ -17,19 +45,102 @@ def prepare() -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
-    command, rest = (argv[0], argv[1:]) if argv else ("help", [])
+def add_knobs(parser: argparse.ArgumentParser, names) -> None:
+    from .report.pipeline import KNOBS
+    group = parser.add_argument_group("knobs (papermill parameters; unset: the notebook's default)")
+    for name in names:
+        flag = "--" + name.replace("_", "-")
+        group.add_argument(flag, dest=name, nargs="+" if name in LISTS else None, metavar=name.upper(),
+                           help=KNOBS[name][1])
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    def model_command(name: str, help: str, knobs, stage: str) -> Parser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("model", help="registry name, HF hub id or local HF folder")
+        p.add_argument("--out", type=Path, help=f"the stage's folder (default RESULTS/<model>/{stage})")
+        p.add_argument("--results", type=Path, default=Path("results"), help="results root (default results)")
+        add_knobs(p, knobs)
+        p.set_defaults(stage=stage, knobs=knobs)
+        return p
+
+    model_command("analyze", "notebook 01: distribution of |w| (summary, histograms, figures)", (),
+                  "distribution")
+    model_command("prune", "notebook 02: one-shot pruning runs, pruning.csv and figures", PRUNE_KNOBS,
+                  "pruning")
+    evaluate = model_command("evaluate", "notebook 03: size, quality and runtime of the pruning runs",
+                             EVALUATE_KNOBS, "benchmarks")
+    evaluate.add_argument("--pruning-dir", type=Path,
+                          help="notebook 02's folder (default RESULTS/<model>/pruning)")
+
+    report = sub.add_parser("report", help="notebooks 01-03 for every model, then the HTML and PDF report",
+                            description="What `make report` runs.")
+    report.add_argument("--profile", default="packaged", help="packaged (offline default) or seed")
+    report.add_argument("--models", default="", help="space-separated names, hub ids or folders; "
+                                                      "overrides --profile")
+    report.add_argument("--results", default="results", type=Path)
+    report.add_argument("--report-dir", type=Path, help="where the report goes (default report/)")
+    report.add_argument("--kernel", default="sparsescope")
+    report.add_argument("--jobs", default="1", help="models run at once, in parallel processes (default 1)")
+    from .report.pipeline import KNOBS
+    add_knobs(report, KNOBS)
+
+    sub.add_parser("prepare", help="fetch the corpus and convert the packaged models into the cache")
+    # one --help that lists every command's options
+    parser.epilog = "\n".join(p.format_usage().rstrip() for p in sub.choices.values())
+    return parser
+
+
+def run_report(args) -> int:
+    from .report.pipeline import KNOBS, REPORT_DIR, build_report, parse_knobs, run_models
+    from .sources.registry import profile_models
+    knobs = parse_knobs({name: getattr(args, name) for name in KNOBS})
+    jobs = parse_knobs_int("jobs", args.jobs)
+    models = args.models.split() or profile_models(args.profile)
+    started = time.time()
+    run_models(models, args.results, args.kernel, knobs, jobs)
+    out = build_report(models, args.results, args.report_dir or REPORT_DIR, args.kernel)
+    print(f"report: {out} and {out.with_suffix('.pdf')} ({time.time() - started:.0f} s)")
+    return 0
+
+
+def parse_knobs_int(name: str, text: str) -> int:
     try:
-        if command == "prepare":
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SparsescopeError(f"bad {name.upper()} (--{name}) {text!r}: give a whole number of at least 1")
+    return value
+
+
+def run_stage(args) -> int:
+    from .report.pipeline import parse_knobs, run_direct
+    knobs = parse_knobs({name: getattr(args, name) for name in args.knobs})
+    run_direct(args.stage, args.model, args.out, knobs, args.results, getattr(args, "pruning_dir", None))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    # figures are written to files; never open a window
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "prepare":
             return prepare()
-        if command == "report":
-            from .report.pipeline import main as report_main
-            return report_main(rest)
+        if args.command == "report":
+            return run_report(args)
+        if args.command in ("analyze", "prune", "evaluate"):
+            return run_stage(args)
     except SparsescopeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(__doc__)
-    return 0 if command in ("help", "-h", "--help") else 2
+    parser.print_help()
+    return 2
 
 
 if __name__ == "__main__":

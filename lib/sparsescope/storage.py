@@ -26,7 +26,7 @@ import torch
 
 from .artifacts import write_json
 from .errors import SparsescopeError
-from .sources.layouts import assign_weights, build_layout, tie_missing
+from .sources.layouts import assign_weights, build_layout, copy_weights, tie_missing
 from .sources.registry import empty_model
 from .sources.weights import SAFETENSORS_DTYPES, CheckpointReader, read_safetensors_header, tag, weight_files
 
@@ -301,6 +301,13 @@ def load_pruned(folder: str | os.PathLike, dtype: torch.dtype | None = None):
     if dtype is not None:
         model = model.to(dtype)
     return model.eval()
+
+
+def copy_weights_into(model, folder: str | os.PathLike) -> None:
+    """Overwrite a loaded model's weights in place with those of a plain or compressed checkpoint of the same
+    architecture, tensor by tensor (one model's memory, whatever the checkpoint's layout)."""
+    stored = StoredTensors(folder)
+    copy_weights(model, build_layout(model, stored.shapes, stored.aliases, str(folder)), stored.get)
 
 
 def export_dense(folder: str | os.PathLike, out_dir: str | os.PathLike) -> Path:

@@ -12,6 +12,8 @@ Every model also gets the mean KL divergence of its output distribution from the
 same inputs (for a sentence encoder: its retrieval distribution, softmax of 20 x cosine).
 
 The evaluation text is the corpus's evaluation split (never calibrated on), or WikiText-2 test.
+Models run on one device (`device`, "auto": CUDA when present); their outputs come back to the CPU in
+float32, so scores mean the same on any device and the dense outputs kept for the KL take no GPU memory.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from ..sources.registry import describe, load_model, model_folder
 from ..sources.speech import spoken_features, whisper_prefix
 from ..sources.weights import weight_files
 from ..storage import load_pruned
+from ..sources.devices import device_name, resolve_device, to_device
 
 RETRIEVAL_SCALE = 20.0   # all-MiniLM's contrastive temperature (1/0.05)
 
@@ -150,11 +153,14 @@ def kl_divergence(dense_logp: torch.Tensor, logp: torch.Tensor) -> float:
 
 # ------------------------------------------------------------------------------------ evaluator
 class QualityEvaluator:
-    """Builds the evaluation inputs once (from the dense model), then scores any model on them."""
+    """Builds the evaluation inputs once (from the dense model), then scores any model on them. Each model
+    scored is moved (in place) to `device`; inputs follow it there, outputs come back to the CPU."""
 
-    def __init__(self, dense_model, folder, budget: Budget = Budget(), corpus: str = "sotu"):
+    def __init__(self, dense_model, folder, budget: Budget = Budget(), corpus: str = "sotu",
+                 device: str | torch.device = "auto"):
         from transformers import AutoTokenizer
         self.budget, self.folder = budget, folder
+        self.device = resolve_device(device)
         self.objective = objective(dense_model)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.text = evaluation_text(corpus)
@@ -162,7 +168,8 @@ class QualityEvaluator:
             raise SparsescopeError(f"the {corpus} evaluation text is empty: fetch the corpus again "
                                    "(make setup)")
         self.batches = getattr(self, f"_build_{self.objective.replace('-', '_')}")(dense_model)
-        # the dense model's outputs, kept in float32 for the KL (4096 tokens x 50k classes: 0.8 GB)
+        # the dense model's outputs, kept in float32 on the CPU for the KL (4096 tokens x 50k classes:
+        # 0.8 GB), which leaves the GPU to the model being scored
         self.dense = list(self._outputs(dense_model))
 
     # -- inputs
@@ -237,8 +244,9 @@ class QualityEvaluator:
     # -- outputs
     @torch.no_grad()
     def _outputs(self, model):
-        """Per batch, lazily: log-probs at the scored positions, their labels, and what a metric needs."""
-        model.eval()
+        """Per batch, lazily: log-probs at the scored positions, their labels, and what a metric needs, all
+        on the CPU (labels and metrics are computed there, whatever device the model runs on)."""
+        to_device(model, self.device).eval()
         for batch in self.batches:
             if self.objective == "sentence-embedding":
                 first, second = self._embed(model, batch["first"]), self._embed(model, batch["second"])
@@ -246,8 +254,8 @@ class QualityEvaluator:
                 yield {"logp": F.log_softmax(sims, -1), "labels": torch.arange(len(first)),
                        "embeddings": torch.cat([first, second])}
                 continue
-            inputs = {k: v for k, v in batch.items() if k not in ("labels", "text")}
-            logits = model(**inputs, use_cache=False).logits[0].float()
+            inputs = {k: to_device(v, self.device) for k, v in batch.items() if k not in ("labels", "text")}
+            logits = model(**inputs, use_cache=False).logits[0].float().cpu()
             if self.objective == "causal-lm":
                 logp, labels = F.log_softmax(logits[:-1], -1), batch["input_ids"][0, 1:]
             else:
@@ -256,15 +264,17 @@ class QualityEvaluator:
                 logp, labels = F.log_softmax(logits[keep], -1), labels[keep]
             item = {"logp": logp, "labels": labels}
             if self.objective == "speech":
-                generated = model.generate(batch["input_features"], max_new_tokens=2 * len(labels) + 8)
-                item["hypothesis"] = self.tokenizer.decode(generated[0], skip_special_tokens=True)
+                generated = model.generate(inputs["input_features"], max_new_tokens=2 * len(labels) + 8)
+                item["hypothesis"] = self.tokenizer.decode(generated[0].cpu(), skip_special_tokens=True)
             yield item
 
     def _embed(self, model, texts: list[str]) -> torch.Tensor:
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+        length = min(256, getattr(model.config, "max_position_embeddings", None) or 256)  # fit its context
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=length, return_tensors="pt")
+        enc = {k: to_device(v, self.device) for k, v in enc.items()}
         hidden = model(**enc).last_hidden_state
         mask = enc["attention_mask"].unsqueeze(-1).float()
-        return F.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+        return F.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).float().cpu()
 
     def evaluate(self, model) -> list[dict]:
         """Rows (metric, value, n_tokens) for `model`, the KL from the dense model included."""
@@ -305,11 +315,14 @@ class QualityEvaluator:
 
 
 def evaluate_checkpoints(model: str, pruning_dir, out_dir, budget: Budget = Budget(), corpus: str = "sotu",
-                         progress: bool = True) -> pd.DataFrame:
-    """Score the dense model and every checkpoint of a notebook-02 out_dir; write out_dir/quality.csv.
+                         progress: bool = True, device: str | torch.device = "auto") -> pd.DataFrame:
+    """Score the dense model and every checkpoint of a notebook-02 out_dir on `device`; write
+    out_dir/quality.csv, each row naming the device that scored it.
 
-    Each model's rows are kept in out_dir/rows/<run>.json, so a rerun only evaluates what is missing."""
+    Each model's rows are kept in out_dir/rows/<run>.json, so a rerun only evaluates what is missing. The
+    device is not part of that key: scores mean the same on any device, so a GPU rerun keeps CPU rows."""
     started = time.time()
+    device = resolve_device(device)  # a bad device fails here, even when every row is cached
     pruning_dir, out_dir = Path(pruning_dir), Path(out_dir)
     runs = read_pruning_table(pruning_dir)
     owner = (pruning_dir / "model.txt").read_text().strip() if (pruning_dir / "model.txt").exists() else None
@@ -324,16 +337,17 @@ def evaluate_checkpoints(model: str, pruning_dir, out_dir, budget: Budget = Budg
         nonlocal evaluator
         if evaluator is None:  # built lazily: a finished evaluation needs no model at all
             dense = load_model(model, dtype=torch.float32)
-            evaluator = QualityEvaluator(dense, model_folder(model), budget, corpus)
+            evaluator = QualityEvaluator(dense, model_folder(model), budget, corpus, device)
+        where = {"device": device_name(device)}
         if run is None:
-            dense_meta = {"method": "dense", "target_sparsity": 0.0, "nm": ""}
+            dense_meta = {"method": "dense", "target_sparsity": 0.0, "nm": "", **where}
             return [{**dense_meta, **r} for r in evaluator.evaluate_dense()]
         config = json.loads((Path(run.checkpoint) / "config.json").read_text())
         source = config.get("sparsescope", {}).get("source")
         if source is not None and source != model:
             raise SparsescopeError(f"{run.checkpoint} was pruned from {source!r}, not {model!r}")
         scores = evaluator.evaluate(load_pruned(run.checkpoint, dtype=torch.float32))
-        meta = {"method": run.method, "target_sparsity": run.target_sparsity, "nm": run.nm}
+        meta = {"method": run.method, "target_sparsity": run.target_sparsity, "nm": run.nm, **where}
         return [{**meta, **r} for r in scores]
 
     rows = []
@@ -343,6 +357,7 @@ def evaluate_checkpoints(model: str, pruning_dir, out_dir, budget: Budget = Budg
     table = pd.DataFrame(rows)
     atomic_write_text(out_dir / "quality.csv", table.to_csv(index=False))
     info = describe(model)
-    write_json(manifest(info, weight_files(Path(info["folder"])), settings, time.time() - started),
+    parameters = {**settings, "device": device_name(device)}
+    write_json(manifest(info, weight_files(Path(info["folder"])), parameters, time.time() - started),
                out_dir / "manifest.json")
     return table

@@ -5,7 +5,11 @@
 2. CPU sparse kernels: every prunable matrix shape as torch CSR (and BSR) vs dense, over sparsity and
    tokens per batch; the crossover sparsity where sparse starts to win; and the model end to end with
    its linear layers run as CSR above that crossover;
-3. GPU 2:4 semi-structured kernels (`to_sparse_semi_structured`), only where CUDA is present.
+3. GPU 2:4 semi-structured kernels (`to_sparse_semi_structured`), when the run is on a CUDA device.
+
+Everything runs on one device, chosen by `resolve_device` ("auto": CUDA when torch sees a GPU, else CPU);
+each row names it. Models and tensors reach the device only through `to_device`, and 2:4 tensors only
+through `semi_structured_sweep`, so tests can drive the CUDA paths on a machine without a GPU.
 """
 from __future__ import annotations
 
@@ -18,10 +22,12 @@ import pandas as pd
 import torch
 
 from ..artifacts import atomic_write_text, cached_json
+from ..errors import SparsescopeError
 from ..pruning.layers import LinearView, is_linear
 from ..pruning.magnitude import nm_magnitude, prune_smallest
 from ..pruning.runs import pick_run, read_pruning_table
-from ..sources.registry import load_model
+from ..sources.devices import device_name, resolve_device, to_device
+from ..sources.registry import load_model, model_folder
 from ..sources.weights import tag
 from ..storage import load_pruned
 
@@ -33,9 +39,11 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta"
 warnings.filterwarnings("ignore", message="Sparse BSR tensor support is in beta")
 
 
-def time_ms(fn, warmup: int = 2, repeats: int = 7) -> float:
-    """Median wall time of fn() in milliseconds (CUDA synchronised where used)."""
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+def time_ms(fn, warmup: int = 2, repeats: int = 7, *, device: str | torch.device) -> float:
+    """Median wall time of fn() in milliseconds. CUDA kernels run asynchronously, so work timed on a CUDA
+    device is synchronised before each clock read; CPU timings never wait on a GPU they do not use."""
+    device = resolve_device(device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
         fn()
     sync()
@@ -53,6 +61,56 @@ def speedup(dense_ms: float, sparse_ms: float) -> float:
     return dense_ms / sparse_ms
 
 
+def interleaved_ms(run_a, run_b, repeats: int, *, device, warmup: int = 1, switch=None) -> tuple[list, list]:
+    """Wall times (ms) of two runs measured ABAB…: each repeat times A then B, so a machine that slows down
+    or speeds up meanwhile moves both alike. `switch(which)`, when given, is called before each timing to put
+    the model in state "a" or "b" (weights swapped in place when two models do not fit in memory); it is not
+    timed."""
+    device = resolve_device(device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    times: dict[str, list] = {"a": [], "b": []}
+    for which, run in (("a", run_a), ("b", run_b)):
+        if switch is not None:
+            switch(which)
+        for _ in range(warmup):
+            run()
+    for _ in range(repeats):
+        for which, run in (("a", run_a), ("b", run_b)):
+            if switch is not None:
+                switch(which)
+            sync()
+            start = time.perf_counter()
+            run()
+            sync()
+            times[which].append(1000 * (time.perf_counter() - start))
+    return times["a"], times["b"]
+
+
+def ratio_interval(a: list[float], b: list[float], level: float = 0.95, resamples: int = 2000,
+                   seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval of median(a) / median(b): each resample draws the repeats of a and of b anew."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    ratios = (np.median(rng.choice(a, (resamples, a.size)), axis=1)
+              / np.median(rng.choice(b, (resamples, b.size)), axis=1))
+    tail = (1 - level) / 2
+    return float(np.quantile(ratios, tail)), float(np.quantile(ratios, 1 - tail))
+
+
+def timing_row(dense: list[float], sparse: list[float]) -> dict:
+    """Medians, interquartile ranges and the speedup with its 95% bootstrap interval."""
+    import numpy as np
+    lo, hi = ratio_interval(dense, sparse)
+    q = {name: np.percentile(t, [25, 50, 75]) for name, t in (("dense", dense), ("sparse", sparse))}
+    return {"dense_ms": float(q["dense"][1]), "sparse_ms": float(q["sparse"][1]),
+            "dense_iqr_ms": float(q["dense"][2] - q["dense"][0]),
+            "sparse_iqr_ms": float(q["sparse"][2] - q["sparse"][0]),
+            "speedup": speedup(float(q["dense"][1]), float(q["sparse"][1])),
+            "speedup_lo": lo, "speedup_hi": hi,
+            "repeats": len(dense)}
+
+
 def find_crossover(sparsities, speedups) -> float | None:
     """Lowest sparsity from which sparse wins at every measured sparsity above it, linearly interpolated
     between the last losing and the first winning point; None if sparse never wins at the top."""
@@ -68,36 +126,32 @@ def find_crossover(sparsities, speedups) -> float | None:
     return s0 + (1.0 - v0) * (s1 - s0) / (v1 - v0)
 
 
-def device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    return f"cpu ({torch.get_num_threads()} threads)"
-
-
-# ------------------------------------------------------------------------------ CPU kernels
+# ------------------------------------------------------------------------------ CSR / BSR kernels
 def kernel_sweep(shapes, sparsities, tokens, formats=("csr", "bsr"), bsr_block: int = 16, seed: int = 0,
-                 repeats: int = 7) -> list[dict]:
+                 repeats: int = 7, device: str | torch.device = "cpu") -> list[dict]:
     """Dense F.linear vs the same magnitude-pruned matrix in sparse formats, per shape/sparsity/tokens."""
-    g = torch.Generator().manual_seed(seed)
+    device = resolve_device(device)
+    name = device_name(device)
+    g = torch.Generator().manual_seed(seed)  # drawn on the CPU: the same matrices whatever the device
     rows = []
     for out_f, in_f in shapes:
         dense_w = torch.randn(out_f, in_f, generator=g) * 0.02
         for s in sparsities:
-            w = prune_smallest(dense_w, round(s * dense_w.numel()))
+            w = to_device(prune_smallest(dense_w, round(s * dense_w.numel())), device)
             kernels = {"csr": w.to_sparse_csr()}
             if "bsr" in formats and out_f % bsr_block == 0 and in_f % bsr_block == 0:
                 kernels["bsr"] = w.to_sparse_bsr((bsr_block, bsr_block))
             for n in tokens:
-                x = torch.randn(n, in_f, generator=g)
+                x = to_device(torch.randn(n, in_f, generator=g), device)
                 xt = x.t().contiguous()
-                dense_ms = time_ms(lambda: torch.nn.functional.linear(x, w), repeats=repeats)
+                dense_ms = time_ms(lambda: torch.nn.functional.linear(x, w), repeats=repeats, device=device)
                 for fmt, sparse_w in kernels.items():
                     if fmt not in formats:
                         continue
-                    sparse_ms = time_ms(lambda: (sparse_w @ xt).t(), repeats=repeats)
+                    sparse_ms = time_ms(lambda: (sparse_w @ xt).t(), repeats=repeats, device=device)
                     rows.append({"kind": f"kernel-{fmt}", "shape_or_model": f"{out_f}x{in_f}", "sparsity": s,
                                  "tokens": n, "dense_ms": dense_ms, "sparse_ms": sparse_ms,
-                                 "speedup": speedup(dense_ms, sparse_ms), "device": device_name()})
+                                 "speedup": speedup(dense_ms, sparse_ms), "device": name})
     return rows
 
 
@@ -116,7 +170,8 @@ class SparseLinear(torch.nn.Module):
 
     def __init__(self, module: torch.nn.Module):
         super().__init__()
-        self.weight_csr = LinearView(module).weight().detach().float().to_sparse_csr()
+        # on the module's own device; contiguous first, as Conv1D's view is a transpose
+        self.weight_csr = LinearView(module).weight().detach().float().contiguous().to_sparse_csr()
         self.bias = None if module.bias is None else module.bias.detach().float()
         self.out_features = self.weight_csr.shape[0]
 
@@ -145,39 +200,106 @@ def sparsify_linears(model, min_sparsity: float) -> int:
 
 @torch.no_grad()
 def end_to_end(dense_model, other_model, make_inputs, batch_sizes, kind: str, label: str, sparsity: float,
-               repeats: int = 5) -> list[dict]:
-    """Model forward latency of `other_model` vs `dense_model` on the same inputs, per batch size."""
+               repeats: int = 5, device: str | torch.device = "cpu", switch=None) -> list[dict]:
+    """Model forward latency of `other_model` vs `dense_model` on the same inputs, per batch size, measured
+    interleaved; both models already on `device`. With `switch`, the two are one model whose weights
+    `switch("a" | "b")` swaps in place."""
+    device = resolve_device(device)
+    name = device_name(device)
     rows = []
     for b in batch_sizes:
-        inputs = make_inputs(b)
-        dense_ms = time_ms(lambda: dense_model(**inputs), warmup=1, repeats=repeats)
-        other_ms = time_ms(lambda: other_model(**inputs), warmup=1, repeats=repeats)
-        tokens = int(next(iter(inputs.values())).shape[0] * next(iter(inputs.values())).shape[-1])
-        rows.append({"kind": kind, "shape_or_model": label, "sparsity": sparsity, "tokens": tokens,
-                     "batch": b,
-                     "dense_ms": dense_ms, "sparse_ms": other_ms, "speedup": speedup(dense_ms, other_ms),
-                     "device": device_name()})
+        inputs = {k: to_device(v, device) for k, v in make_inputs(b).items()}
+        dense, other = interleaved_ms(lambda: dense_model(**inputs), lambda: other_model(**inputs), repeats,
+                                      device=device, switch=switch)
+        first = next(iter(inputs.values()))
+        rows.append({"kind": kind, "shape_or_model": label, "sparsity": sparsity,
+                     "tokens": int(first.shape[0] * first.shape[-1]), "batch": b,
+                     "seqlen": int(first.shape[-1]), **timing_row(dense, other),
+                     "interleaved": "swapped in place" if switch else "two models",
+                     "device": name})
     return rows
 
 
+def model_bytes(model) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def available_bytes() -> int:
+    """MemAvailable: what can be allocated without swapping (Linux), else a generous guess."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 40
+
+
+def weight_switch(model, folders: dict[str, Path]):
+    """switch("a" | "b"): copy the weights of folders["a"] or folders["b"] into `model` in place, tensor by
+    tensor, so comparing two checkpoints needs one model's memory."""
+    from ..storage import copy_weights_into
+    state = {"now": None}
+
+    def switch(which: str) -> None:
+        if state["now"] != which:
+            copy_weights_into(model, folders[which])
+            state["now"] = which
+    return switch
+
+
 # ------------------------------------------------------------------------------ GPU 2:4
-def semi_structured_sweep(shapes, tokens, dtype=torch.float16, repeats: int = 20) -> list[dict]:
-    """2:4 sparse tensor cores vs dense F.linear on CUDA, per shape and tokens. Needs a GPU."""
-    from torch.sparse import to_sparse_semi_structured
-    if not torch.cuda.is_available():
-        raise RuntimeError("2:4 semi-structured kernels need a CUDA device")
+def fits_semi_structured(shape: tuple[int, int]) -> bool:
+    """Whether an (outputs, inputs) weight can be a 2:4 tensor: torch's CUTLASS kernels take fp16/bf16
+    weights whose rows are a multiple of 32 and columns a multiple of 64 (cuSPARSELt takes 16 x 16)."""
+    out_f, in_f = shape
+    return out_f % 32 == 0 and in_f % 64 == 0
+
+
+def semi_structured_unavailable(device: str | torch.device) -> str | None:
+    """Why 2:4 sparse tensor cores cannot run on `device`, or None when they can."""
+    device = resolve_device(device)
+    if device.type != "cuda":
+        return f"2:4 sparse tensor cores need a CUDA GPU, and this run is on {device}"
+    major, minor = torch.cuda.get_device_capability(device)
+    if (major, minor) < (8, 0):
+        return (f"{device_name(device)} has compute capability {major}.{minor}; 2:4 sparse tensor cores "
+                "need 8.0 (Ampere) or newer")
+    if not hasattr(torch.sparse, "to_sparse_semi_structured"):
+        return f"torch {torch.__version__} has no to_sparse_semi_structured: install torch >= 2.4"
+    return None
+
+
+def semi_structured_sweep(shapes, tokens, dtype=torch.float16, repeats: int = 20,
+                          device: str | torch.device = "cuda", seed: int = 0) -> list[dict]:
+    """2:4 sparse tensor cores vs dense F.linear on a CUDA device, per (outputs, inputs) shape and tokens
+    per batch; the weight is 2:4 magnitude-pruned along its inputs."""
+    reason = semi_structured_unavailable(device)
+    if reason:
+        raise SparsescopeError(f"{reason}: run the 2:4 sweep on such a GPU")
+    misfits = [f"{o}x{i}" for o, i in shapes if not fits_semi_structured((o, i))]
+    if misfits:
+        raise SparsescopeError(f"2:4 kernels need weights with outputs a multiple of 32 and inputs a "
+                               f"multiple of 64, not {', '.join(misfits)} (outputs x inputs): leave those "
+                               "shapes out (fits_semi_structured tells)")
+    from torch.sparse import to_sparse_semi_structured  # looked up per call, so tests can replace it
+    device = resolve_device(device)
+    name, dtype_name = device_name(device), str(dtype).removeprefix("torch.")
+    g = torch.Generator().manual_seed(seed)
     rows = []
     for out_f, in_f in shapes:
-        w = nm_magnitude(torch.randn(out_f, in_f) * 0.02, 2, 4, in_dim=1).to("cuda", dtype)
+        w = nm_magnitude(torch.randn(out_f, in_f, generator=g) * 0.02, 2, 4, in_dim=1)
+        w = to_device(w.to(dtype), device)
         sparse_w = to_sparse_semi_structured(w)
         for n in tokens:
-            x = torch.randn(n, in_f, device="cuda", dtype=dtype)
-            dense_ms = time_ms(lambda: torch.nn.functional.linear(x, w), warmup=5, repeats=repeats)
-            sparse_ms = time_ms(lambda: torch.nn.functional.linear(x, sparse_w), warmup=5, repeats=repeats)
+            x = to_device(torch.randn(n, in_f, generator=g).to(dtype), device)
+            dense_ms = time_ms(lambda: torch.nn.functional.linear(x, w), warmup=5, repeats=repeats,
+                               device=device)
+            sparse_ms = time_ms(lambda: torch.nn.functional.linear(x, sparse_w), warmup=5, repeats=repeats,
+                                device=device)
             rows.append({"kind": "kernel-2:4", "shape_or_model": f"{out_f}x{in_f}", "sparsity": 0.5,
                          "tokens": n, "dense_ms": dense_ms, "sparse_ms": sparse_ms,
-                         "speedup": speedup(dense_ms, sparse_ms),
-                         "device": device_name()})
+                         "speedup": speedup(dense_ms, sparse_ms), "device": name, "dtype": dtype_name})
     return rows
 
 
@@ -209,38 +331,63 @@ def prunable_shapes(model) -> list[tuple[int, int]]:
 
 
 def runtime_results(model: str, pruning_dir, out_dir, batch_sizes=(1, 8), seqlen: int = 128,
-                    sparsities=KERNEL_SPARSITIES, tokens=KERNEL_TOKENS, repeats: int = 5) -> pd.DataFrame:
-    """Measure (or reuse) runtime.csv: dense-kernel and sparse-kernel latencies, and GPU 2:4 where CUDA is."""
+                    sparsities=KERNEL_SPARSITIES, tokens=KERNEL_TOKENS, repeats: int = 5,
+                    device: str | torch.device = "auto") -> pd.DataFrame:
+    """Measure (or reuse) runtime.csv on `device`: dense-kernel and sparse-kernel latencies, and 2:4
+    sparse tensor cores when the device is a CUDA GPU that has them."""
     out_dir = Path(out_dir)
+    device = resolve_device(device)
     settings = {"model": model, "batch_sizes": list(batch_sizes), "seqlen": seqlen,
                 "sparsities": list(sparsities),
-                "tokens": list(tokens), "repeats": repeats, "device": device_name()}
+                "tokens": list(tokens), "repeats": repeats, "device": device_name(device)}
 
     def measure() -> list[dict]:
         runs = read_pruning_table(pruning_dir)
         torch.manual_seed(0)
-        dense = load_model(model, dtype=torch.float32)
+        dense = to_device(load_model(model, dtype=torch.float32), device)
         make_inputs = input_maker(dense, seqlen)
         rows = []
         half = pick_run(runs, "global_magnitude", 0.5)
+        # the dense model is loaded: a pruned copy beside it needs its bytes again, plus room to run
+        two_fit = 1.5 * model_bytes(dense) < available_bytes() or device.type == "cuda"
         if half is not None:  # 1. the seed's observation: zeros in dense kernels cost the same
-            rows += end_to_end(dense, load_pruned(half["checkpoint"], dtype=torch.float32), make_inputs,
-                               batch_sizes, "dense-kernels", model, float(half["achieved_sparsity"]), repeats)
+            sparsity = float(half["achieved_sparsity"])
+            if two_fit:
+                pruned = to_device(load_pruned(half["checkpoint"], dtype=torch.float32), device)
+                rows += end_to_end(dense, pruned, make_inputs, batch_sizes, "dense-kernels", model, sparsity,
+                                   repeats, device)
+                del pruned
+            else:  # one model, its weights swapped between the two checkpoints in place
+                folders = {"a": model_folder(model), "b": Path(half["checkpoint"])}
+                switch = weight_switch(dense, folders)
+                rows += end_to_end(dense, dense, make_inputs, batch_sizes, "dense-kernels", model, sparsity,
+                                   repeats, device, switch=switch)
+                switch("a")
         shapes = prunable_shapes(dense)
-        rows += kernel_sweep(shapes, sparsities, tokens, repeats=repeats)  # 2. CPU sparse kernels
+        rows += kernel_sweep(shapes, sparsities, tokens, repeats=repeats, device=device)  # 2. CSR / BSR
         cross = pd.DataFrame(crossovers(rows))
         e2e_tokens = min(tokens, key=lambda n: abs(n - seqlen))
         at = cross[(cross["kind"] == "kernel-csr") & (cross["tokens"] == e2e_tokens)]["crossover_sparsity"]
         threshold = float(at.max()) if len(at) and at.notna().all() else None
         top = pick_run(runs, "layer_magnitude", None)  # uniform per matrix: every layer at the same sparsity
-        if threshold is not None and top is not None and top["achieved_sparsity"] >= threshold:
-            sparse_model = load_pruned(top["checkpoint"], dtype=torch.float32)
+        if not two_fit and top is not None:
+            print(f"{model}: CSR layers end to end not measured: a dense and a sparse copy of the model do "
+                  "not "
+                  f"fit in memory together ({model_bytes(dense) / 1e9:.1f} GB each)", flush=True)
+        elif threshold is not None and top is not None and top["achieved_sparsity"] >= threshold:
+            # moved before the swap: SparseLinear builds its CSR weight where the layer already is
+            sparse_model = to_device(load_pruned(top["checkpoint"], dtype=torch.float32), device)
             swapped = sparsify_linears(sparse_model, threshold)
             rows += [{**r, "swapped_layers": swapped} for r in
                      end_to_end(dense, sparse_model, make_inputs, batch_sizes, "sparse-kernels-e2e", model,
-                                float(top["achieved_sparsity"]), repeats)]
-        if torch.cuda.is_available():  # 3. 2:4 tensor cores
-            rows += semi_structured_sweep([s for s in shapes if s[1] % 64 == 0])
+                                float(top["achieved_sparsity"]), repeats, device)]
+        if device.type == "cuda":  # 3. 2:4 tensor cores, on the same tokens per batch as the CSR sweep
+            reason = semi_structured_unavailable(device)
+            fitting = [s for s in shapes if fits_semi_structured(s)]
+            if reason or not fitting:
+                print(f"2:4 kernels not measured: {reason or 'no prunable matrix fits a 2:4 tensor'}")
+            else:
+                rows += semi_structured_sweep(fitting, list(tokens), repeats=repeats, device=device)
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / "crossovers.csv", cross.to_csv(index=False))
         return rows

@@ -27,7 +27,8 @@ from ..artifacts import (PeakAnonymous, atomic_dir, atomic_write_text, manifest,
                          reset_peak_rss, write_json)
 from ..errors import SparsescopeError
 from ..sources.layouts import checkpoint_layout, tie_missing
-from ..sources.registry import describe, empty_model, load_model, resolve_device
+from ..sources.devices import resolve_device
+from ..sources.registry import describe, empty_model, load_model
 from ..sources.weights import iter_tensors, list_tensors, tag, tensor_aliases, weight_files
 from ..storage import FORMAT, VERSION, CheckpointWriter, checkpoint_bytes, copy_model_files
 from .calibration import DEFAULT_SEQLEN, block_stacks, calibration_budget, calibration_inputs, prune_blockwise

@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from ..errors import SparsescopeError
 from .registry import empty_model
 from .weights import list_tensors, tensor_aliases
@@ -101,7 +103,6 @@ def assign_weights(model, layout: Layout, get, include=None, dtype=None, device=
     """Fill the parameters and persistent buffers of `model` (those whose name `include` accepts) from stored
     tensors: `get(stored name)` returns one, mapped or decoded on demand. Tied parameters are left to
     `model.tie_weights()`. Returns how many tensors were assigned."""
-    import torch
     assigned = 0
     tensors = dict(model.named_parameters(prefix="", remove_duplicate=False))
     tensors.update(model.named_buffers(remove_duplicate=False))
@@ -121,9 +122,21 @@ def assign_weights(model, layout: Layout, get, include=None, dtype=None, device=
     return assigned
 
 
+@torch.no_grad()
+def copy_weights(model, layout: Layout, get) -> int:
+    """Overwrite, in place, every parameter and persistent buffer of a loaded `model` that a stored tensor
+    fills (ties stay tied). Returns how many tensors were copied."""
+    copied = 0
+    tensors = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    for name, t in tensors:
+        if name in layout.to_checkpoint:
+            t.data.copy_(get(layout.to_checkpoint[name]))
+            copied += 1
+    return copied
+
+
 def release_weights(module) -> None:
     """Put a module's parameters back on the meta device, freeing their memory."""
-    import torch
     for sub in module.modules():
         for leaf, p in sub._parameters.items():
             if p is not None and not p.is_meta:

@@ -185,9 +185,20 @@ def auto_class(config):
             AutoModelForMaskedLM if "MaskedLM" in archs or "ForPreTraining" in archs else AutoModel)
 
 
+class _UntiedT5Head:
+    """transformers 5's T5Config always says "tie word embeddings"; T5 v1.1 stores its own lm_head, which
+    from_pretrained rightly keeps, with a warning telling the user to edit the config. Nothing is wrong."""
+
+    @staticmethod
+    def filter(record) -> bool:
+        return "both are present in the checkpoints with different values" not in record.getMessage()
+
+
 def load_model(model: str | ModelEntry, **kwargs):
     """The full transformers model; never trusts remote code."""
+    import logging
     from transformers import AutoConfig
+    logging.getLogger("transformers.modeling_utils").addFilter(_UntiedT5Head)
     folder = model_folder(model)
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     return auto_class(config).from_pretrained(folder, trust_remote_code=False, **kwargs).eval()
@@ -205,22 +216,3 @@ def empty_model(folder: str | Path):
         model.generation_config = GenerationConfig.from_pretrained(folder)
     return model.eval()
 
-
-def resolve_device(device: str | None = "auto"):
-    """"auto" (CUDA when present, else the CPU), "cpu", "cuda" or "cuda:N", as a torch.device."""
-    import torch
-    name = str(device or "auto").strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise SparsescopeError(f"device {device!r} asked for CUDA, but this torch build sees no GPU: use "
-                                   "device=auto or cpu, or install a CUDA build of torch (make setup "
-                                   "TORCH_SPEC=...)")
-        try:
-            return torch.device(name)
-        except RuntimeError:
-            pass
-    raise SparsescopeError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")

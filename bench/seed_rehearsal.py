@@ -1,0 +1,202 @@
+"""Dress rehearsal of the seed profile without the hub: `make report PROFILE=seed` on real-size files laid out
+exactly as the hub ships them (bench/hub_layouts.py: real configs, random weights, tokenizers of the same
+formats), read from an offline Hugging Face cache with HF_HUB_OFFLINE=1.
+
+    python bench/seed_rehearsal.py [--root DIR] [--results DIR] [--methods ...] [--sparsities 0.5] [--nm 2:4]
+                                   [--n-tokens 1024] [--keep-checkpoints] [--csv bench/seed_rehearsal.csv]
+
+It builds the cache once (~19 GB: gpt2-xl 6.4 GB safetensors, bert-large-uncased 1.3 GB, t5-v1_1-xl 11.4 GB
+pickle; tensors generated one at a time), runs `make report PROFILE=seed` with the reduced knobs given, and
+samples the whole process tree every half second: resident memory in all and its anonymous part (RSS minus
+file-backed pages: what reading checkpoints through the page cache does not cost). Each stage line that
+`make report` prints ("[model] 02_pruning.ipynb: running" ... "done in") bounds a stage; per stage and model
+the CSV gets wall time, peak total and anonymous memory, and the disk its results take. Each model's pruned
+checkpoint weights are deleted once its benchmarks are complete (the report reads only the CSVs and figures),
+so the disk holds one model's checkpoints at a time; `--keep-checkpoints` keeps them. The per-run rows of
+each pruning.csv (seconds, peak memory, calibration budget) are copied to a second CSV beside the first.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+import hub_layouts  # noqa: E402
+
+from sparsescope.artifacts import cache_dir, results_path  # noqa: E402
+
+MODELS = ("bert-large", "gpt2-xl", "t5-v1_1-xl")      # the registry's seed profile
+STAGE_LINE = re.compile(r"^\[(?P<model>[^\]]+)\] (?P<notebook>0\d_\w+)\.ipynb: (?P<what>running|done|complete)")
+STAGES = {"01_distribution": "distribution", "02_pruning": "pruning", "03_benchmarks": "benchmarks"}
+
+
+def build_cache(root: Path) -> None:
+    """The three seed repos at real size, once; a repo counts as built when its refs/main exists."""
+    for name in MODELS:
+        layout = hub_layouts.LAYOUTS[name]
+        if (hub_layouts.repo_folder(root, layout.repo_id) / "refs" / "main").exists():
+            print(f"cache: {layout.repo_id} already built", flush=True)
+            continue
+        info = hub_layouts.write_repo(root, name)
+        print(f"cache: {layout.repo_id} written in {info.seconds:.0f} s, peak RSS "
+              f"{info.peak_rss_bytes / 2 ** 30:.2f} GB", flush=True)
+
+
+def tree_memory(root_pid: int) -> tuple[int, int]:
+    """(resident, anonymous) bytes of a process and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total = anonymous = 0
+    todo = [root_pid]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        except OSError:
+            continue
+        for line in status:
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+            elif line.startswith("RssAnon:"):
+                anonymous += int(line.split()[1]) * 1024
+    return total, anonymous
+
+
+def disk_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+def drop_checkpoint_weights(pruning_dir: Path) -> int:
+    """Delete the weight files of every pruned checkpoint (keeps their CSVs, JSON and figures)."""
+    freed = 0
+    for path in list(pruning_dir.rglob("*.safetensors")):
+        freed += path.stat().st_size
+        path.unlink()
+    return freed
+
+
+class Sampler:
+    """Peak memory of the process tree, per stage currently running."""
+
+    def __init__(self, pid: int):
+        self.pid, self.current = pid, None
+        self.peaks: dict[tuple[str, str], list[int]] = {}
+        self.overall = [0, 0]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            total, anonymous = tree_memory(self.pid)
+            self.overall = [max(self.overall[0], total), max(self.overall[1], anonymous)]
+            if self.current is not None:
+                peak = self.peaks.setdefault(self.current, [0, 0])
+                peak[0], peak[1] = max(peak[0], total), max(peak[1], anonymous)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=cache_dir("rehearsal") / "hub")
+    parser.add_argument("--results", type=Path, default=cache_dir("rehearsal") / "results")
+    parser.add_argument("--report-dir", type=Path, default=cache_dir("rehearsal") / "report")
+    parser.add_argument("--methods", default="global_magnitude nm_magnitude wanda sparsegpt")
+    parser.add_argument("--sparsities", default="0.5")
+    parser.add_argument("--nm", default="2:4")
+    parser.add_argument("--n-tokens", default="1024", help="quality budget per model (the default is 4096)")
+    parser.add_argument("--keep-checkpoints", action="store_true")
+    parser.add_argument("--csv", type=Path, default=REPO / "bench" / "seed_rehearsal.csv")
+    args = parser.parse_args()
+
+    started = time.time()
+    build_cache(args.root)
+    cache_seconds = time.time() - started
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_CACHE": str(args.root),
+           "HF_HOME": str(args.root.parent / "hf_home"), "PYTHONUNBUFFERED": "1"}
+    command = ["make", "--no-print-directory", "report", "PROFILE=seed", f"RESULTS={args.results}",
+               f"REPORT_DIR={args.report_dir}", f"METHODS={args.methods}", f"SPARSITIES={args.sparsities}",
+               f"NM={args.nm}", f"N_TOKENS={args.n_tokens}"]
+    print("running:", " ".join(command), flush=True)
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, bufsize=1)
+    sampler = Sampler(process.pid).start()
+    rows, began = [], {}
+    for line in process.stdout:
+        print(line, end="", flush=True)
+        found = STAGE_LINE.match(line.strip())
+        if not found:
+            continue
+        model, stage = found.group("model"), STAGES[found.group("notebook")]
+        if found.group("what") == "running":
+            began[(model, stage)] = time.time()
+            sampler.current = (model, stage)
+            continue
+        seconds = time.time() - began.pop((model, stage), time.time())
+        sampler.current = None
+        peak = sampler.peaks.get((model, stage), [0, 0])
+        folder = results_path(args.results, model, stage)
+        rows.append({"model": model, "stage": stage, "seconds": round(seconds, 1),
+                     "peak_rss_gb": round(peak[0] / 2 ** 30, 2), "peak_anon_gb": round(peak[1] / 2 ** 30, 2),
+                     "disk_gb": round(disk_bytes(folder) / 1e9, 2),
+                     "status": "ran" if found.group("what") == "done" else "reused"})
+        if stage == "benchmarks" and not args.keep_checkpoints:
+            freed = drop_checkpoint_weights(results_path(args.results, model, "pruning"))
+            print(f"rehearsal: {model}: deleted {freed / 1e9:.1f} GB of pruned checkpoint weights", flush=True)
+    code = process.wait()
+    sampler.stop()
+    total = time.time() - started
+    rows.append({"model": "all", "stage": "make report (without the cache build)",
+                 "seconds": round(total - cache_seconds, 1), "peak_rss_gb": round(sampler.overall[0] / 2 ** 30, 2),
+                 "peak_anon_gb": round(sampler.overall[1] / 2 ** 30, 2),
+                 "disk_gb": round(disk_bytes(args.results) / 1e9, 2), "status": f"exit {code}"})
+    rows.append({"model": "all", "stage": "offline hub cache build", "seconds": round(cache_seconds, 1),
+                 "peak_rss_gb": "", "peak_anon_gb": "", "disk_gb": round(disk_bytes(args.root) / 1e9, 2),
+                 "status": "built" if cache_seconds > 60 else "reused"})
+    write_csv(args.csv, rows)
+    runs = []
+    for model in MODELS:
+        table = results_path(args.results, model, "pruning") / "pruning.csv"
+        if table.exists():
+            with open(table) as f:
+                runs += [{"model": model, **row} for row in csv.DictReader(f)]
+    write_csv(args.csv.with_name(args.csv.stem + "_runs.csv"), runs)
+    print(f"rehearsal: exit {code} after {total / 3600:.2f} h; {args.csv}", flush=True)
+    return code
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
