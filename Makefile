@@ -15,10 +15,13 @@ MODELS ?=
 RESULTS ?= results
 REPORT_DIR ?= report
 # Knobs of `make report`, passed through to the notebooks' papermill parameters; empty keeps the
-# notebook's default (README: Profiles and parameters). JOBS: models run at once (processes).
+# notebook's default (README: Profiles and parameters). JOBS: tasks run at once on the local Dask cluster;
+# DASK_SCHEDULER (tcp://host:8786): run the task graph on that running cluster instead (README: Running the
+# grid on a cluster).
 METHODS ?=
 SPARSITIES ?=
 NM ?=
+NM_METHODS ?=
 N_SAMPLES ?=
 SEQLEN ?=
 SEED ?=
@@ -29,9 +32,11 @@ N_CLIPS ?=
 CORPUS ?=
 DEVICE ?=
 JOBS ?= 1
-KNOBS = --methods "$(METHODS)" --sparsities "$(SPARSITIES)" --nm "$(NM)" --n-samples "$(N_SAMPLES)" \
+DASK_SCHEDULER ?=
+KNOBS = --methods "$(METHODS)" --sparsities "$(SPARSITIES)" --nm "$(NM)" --nm-methods "$(NM_METHODS)" --n-samples "$(N_SAMPLES)" \
 	--seqlen "$(SEQLEN)" --seed "$(SEED)" --n-tokens "$(N_TOKENS)" --window "$(WINDOW)" \
-	--n-passages "$(N_PASSAGES)" --n-clips "$(N_CLIPS)" --corpus "$(CORPUS)" --device "$(DEVICE)" --jobs "$(JOBS)"
+	--n-passages "$(N_PASSAGES)" --n-clips "$(N_CLIPS)" --corpus "$(CORPUS)" --device "$(DEVICE)" --jobs "$(JOBS)" \
+	--scheduler "$(DASK_SCHEDULER)"
 STAMP := $(VENV)/.sparsescope-setup
 
 .PHONY: setup system-packages models test report bench clean

@@ -3,17 +3,19 @@ exactly as the hub ships them (bench/hub_layouts.py: real configs, random weight
 formats), read from an offline Hugging Face cache with HF_HUB_OFFLINE=1.
 
     python bench/seed_rehearsal.py [--root DIR] [--results DIR] [--methods ...] [--sparsities 0.5] [--nm 2:4]
-                                   [--n-tokens 1024] [--keep-checkpoints] [--csv bench/seed_rehearsal.csv]
+                                   [--nm-methods nm_magnitude] [--n-tokens 1024] [--keep-checkpoints]
+                                   [--csv bench/seed_rehearsal.csv]
 
 It builds the cache once (~19 GB: gpt2-xl 6.4 GB safetensors, bert-large-uncased 1.3 GB, t5-v1_1-xl 11.4 GB
 pickle; tensors generated one at a time), runs `make report PROFILE=seed` with the reduced knobs given, and
 samples the whole process tree every half second: resident memory in all and its anonymous part (RSS minus
-file-backed pages: what reading checkpoints through the page cache does not cost). Each stage line that
-`make report` prints ("[model] 02_pruning.ipynb: running" ... "done in") bounds a stage; per stage and model
-the CSV gets wall time, peak total and anonymous memory, and the disk its results take. Each model's pruned
-checkpoint weights are deleted once its benchmarks are complete (the report reads only the CSVs and figures),
-so the disk holds one model's checkpoints at a time; `--keep-checkpoints` keeps them. The per-run rows of
-each pruning.csv (seconds, peak memory, calibration budget) are copied to a second CSV beside the first.
+file-backed pages: what reading checkpoints through the page cache does not cost). Each task line that
+`make report` prints ("[model] prune wanda-0.5: running" ... "done in"; likewise the notebooks,
+"evaluate ..." and "runtime") bounds a task; per task and model the CSV gets wall time, peak total and anonymous memory, and the
+disk its stage's results take, rewritten after every task. Each model's pruned checkpoint weights are deleted
+once its benchmarks are complete (the report reads only the CSVs and figures), so the disk holds one model's
+checkpoints at a time; `--keep-checkpoints` keeps them. The per-run rows of each
+pruning.csv (seconds, peak memory, calibration budget) are copied to a second CSV beside the first.
 """
 from __future__ import annotations
 
@@ -34,8 +36,16 @@ import hub_layouts  # noqa: E402
 from sparsescope.artifacts import cache_dir, results_path  # noqa: E402
 
 MODELS = ("bert-large", "gpt2-xl", "t5-v1_1-xl")      # the registry's seed profile
-STAGE_LINE = re.compile(r"^\[(?P<model>[^\]]+)\] (?P<notebook>0\d_\w+)\.ipynb: (?P<what>running|done|complete)")
-STAGES = {"01_distribution": "distribution", "02_pruning": "pruning", "03_benchmarks": "benchmarks"}
+# the task lines `make report` prints: "[model] <task>: running" ... "[model] <task>: done in 1m02s"
+TASK_LINE = re.compile(r"^\[(?P<model>[^\]]+)\] (?P<task>01_distribution\.ipynb|02_pruning\.ipynb|03_benchmarks\.ipynb|"
+                       r"prune \S+|evaluate \S+|runtime): (?P<what>running|done|complete)")
+
+
+def stage_of(task: str) -> str:
+    """The results folder a task writes into: distribution, pruning or benchmarks."""
+    if task.startswith(("01_", "02_", "03_")):
+        return {"01": "distribution", "02": "pruning", "03": "benchmarks"}[task[:2]]
+    return "pruning" if task.startswith("prune") else "benchmarks"
 
 
 def build_cache(root: Path) -> None:
@@ -125,6 +135,7 @@ def main() -> int:
     parser.add_argument("--methods", default="global_magnitude nm_magnitude wanda sparsegpt")
     parser.add_argument("--sparsities", default="0.5")
     parser.add_argument("--nm", default="2:4")
+    parser.add_argument("--nm-methods", default="nm_magnitude", help="methods that get the N:M run")
     parser.add_argument("--n-tokens", default="1024", help="quality budget per model (the default is 4096)")
     parser.add_argument("--keep-checkpoints", action="store_true")
     parser.add_argument("--csv", type=Path, default=REPO / "bench" / "seed_rehearsal.csv")
@@ -137,7 +148,7 @@ def main() -> int:
            "HF_HOME": str(args.root.parent / "hf_home"), "PYTHONUNBUFFERED": "1"}
     command = ["make", "--no-print-directory", "report", "PROFILE=seed", f"RESULTS={args.results}",
                f"REPORT_DIR={args.report_dir}", f"METHODS={args.methods}", f"SPARSITIES={args.sparsities}",
-               f"NM={args.nm}", f"N_TOKENS={args.n_tokens}"]
+               f"NM={args.nm}", f"NM_METHODS={args.nm_methods}", f"N_TOKENS={args.n_tokens}"]
     print("running:", " ".join(command), flush=True)
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, bufsize=1)
@@ -145,23 +156,25 @@ def main() -> int:
     rows, began = [], {}
     for line in process.stdout:
         print(line, end="", flush=True)
-        found = STAGE_LINE.match(line.strip())
+        found = TASK_LINE.match(line.strip())
         if not found:
             continue
-        model, stage = found.group("model"), STAGES[found.group("notebook")]
+        model, task = found.group("model"), found.group("task")
+        stage = stage_of(task)
         if found.group("what") == "running":
-            began[(model, stage)] = time.time()
-            sampler.current = (model, stage)
+            began[(model, task)] = time.time()
+            sampler.current = (model, task)
             continue
-        seconds = time.time() - began.pop((model, stage), time.time())
+        seconds = time.time() - began.pop((model, task), time.time())
         sampler.current = None
-        peak = sampler.peaks.get((model, stage), [0, 0])
+        peak = sampler.peaks.get((model, task), [0, 0])
         folder = results_path(args.results, model, stage)
-        rows.append({"model": model, "stage": stage, "seconds": round(seconds, 1),
+        rows.append({"model": model, "stage": stage, "task": task, "seconds": round(seconds, 1),
                      "peak_rss_gb": round(peak[0] / 2 ** 30, 2), "peak_anon_gb": round(peak[1] / 2 ** 30, 2),
                      "disk_gb": round(disk_bytes(folder) / 1e9, 2),
                      "status": "ran" if found.group("what") == "done" else "reused"})
-        if stage == "benchmarks" and not args.keep_checkpoints:
+        write_csv(args.csv, rows)  # after every task: a rehearsal stopped early keeps what it measured
+        if task.startswith("03_") and not args.keep_checkpoints:
             freed = drop_checkpoint_weights(results_path(args.results, model, "pruning"))
             print(f"rehearsal: {model}: deleted {freed / 1e9:.1f} GB of pruned checkpoint weights", flush=True)
     code = process.wait()

@@ -1,6 +1,7 @@
 """Papermill runs of notebooks 01–03 on tiny models, resume and atomic results, the stitched report
 (HTML checked in headless Chromium, PDF rendered to images with poppler); completion markers, runs killed
-mid-stage and resumed, parallel models, and the progress the terminal sees."""
+mid-stage and resumed through the task graph, a failing model, and the progress the terminal sees. The task
+graph against the serial run: test_grid.py."""
 import contextlib
 import io
 import json
@@ -19,11 +20,16 @@ import pytest
 from sparsescope import SparsescopeError
 from sparsescope.artifacts import result_slug, results_path
 from sparsescope.report.pipeline import (MARKER, NOTEBOOKS, ProgressStream, build_report, execute, marker_key,
-                                         run_models, run_notebook, run_once, stage_parameters)
+                                         run_model, run_models, run_notebook, run_once, stage_parameters)
 
-SECTIONS = ("Model Selection", "Sparsity Structure", "Histograms", "CDFs", "CDFs by Layer", "Sparsification",
-            "Benchmarks", "Size", "Runtime", "Quality", "Challenges of Sparsification")
-FIGURES_PER_MODEL = 8  # histogram, cdf, cdf by layer, layer sparsity, sparsity by method, size, runtime, quality
+SECTIONS = ("Summary", "Model Selection", "Sparsity Structure", "Distributions", "Depth", "Sparsification",
+            "Layer collapse", "Benchmarks", "Size", "Runtime", "Quality", "Challenges of Sparsification")
+
+
+def report_figures(n_models: int) -> int:
+    """Cross-model figures (distributions, CDF, depth, size, quality, trade-offs) and, per model, its
+    global-magnitude heatmap and runtime."""
+    return 6 + 2 * n_models
 
 
 def need(tool: str) -> None:
@@ -37,7 +43,8 @@ def need(tool: str) -> None:
 def built(tiny_models, tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     models = [str(tiny_models["gpt2"]), str(tiny_models["whisper"])]
-    run_models(models, root / "results")
+    for model in models:  # the serial path; the task graph reruns them in the next test and in test_grid.py
+        run_model(model, root / "results")
     html = build_report(models, root / "results", root / "report")
     return models, root / "results", html
 
@@ -106,11 +113,11 @@ def test_html_report_has_every_section_and_no_placeholder(built):
     text = re.sub(r"<[^>]+>", " ", re.sub(r"<(style|script)\b.*?</\1>", " ", html, flags=re.S))
     for heading in SECTIONS:
         assert re.search(rf">\s*{heading}\s*<", html), heading
-    order = [html.find(f">{h}<") for h in ("Model Selection", "Sparsity Structure", "Sparsification", "Benchmarks",
-                                            "Challenges of Sparsification")]
+    order = [html.find(f">{h}<") for h in ("Summary", "Model Selection", "Sparsity Structure", "Sparsification",
+                                            "Benchmarks", "Challenges of Sparsification")]
     assert order == sorted(order)
     assert "TODO" not in text and not re.search(r"\bnan\b", text, re.I)
-    assert html.count("data:image/png;base64") >= 1 + FIGURES_PER_MODEL * len(models)
+    assert html.count("data:image/png;base64") >= report_figures(len(models))
     assert "def " not in text  # code hidden
 
 
@@ -129,7 +136,7 @@ def test_html_shows_no_broken_image_in_chromium(built, tmp_path):
     found = re.search(r'data-images="(\d+)/(\d+)"', dom)
     assert found, "chromium did not run the page's load handler"
     total, broken = int(found.group(1)), int(found.group(2))
-    assert total >= 1 + FIGURES_PER_MODEL * 2 and broken == 0
+    assert total >= report_figures(2) and broken == 0
 
 
 def test_pdf_pages_render_with_every_figure(built, tmp_path):
@@ -330,8 +337,8 @@ def test_pruning_killed_after_its_csv_is_resumed(killed_and_resumed):
     # the pruning runs finished before the kill were reused, not redone
     assert {p.name: p.stat().st_mtime_ns for p in pruning.glob("*/prune_info.json")} == seen["runs at kill"]
     assert set(pd.read_csv(pruning / "pruning.csv")["method"]) == {"global_magnitude", "wanda"}
-    # what the terminal saw: every line names the model, bars are text, per-run progress is there
-    assert all(line.startswith(f"[{model}] ") for line in log.splitlines())
+    # what the terminal saw: every task's line names the model, bars are text, per-run progress is there
+    assert all(line.startswith((f"[{model}] ", "[grid] ")) for line in log.splitlines())
     assert re.search(r"run \d/2 wanda-0.5", log) and "%|" in log
 
 
@@ -352,56 +359,15 @@ def test_benchmarks_killed_between_quality_and_runtime_are_resumed(killed_and_re
     assert json.loads((bench / MARKER).read_text())["parameters"]["n_tokens"] == 128
 
 
-@pytest.fixture(scope="module")
-def serial(tiny_models, tmp_path_factory):
-    models = [str(tiny_models["gpt2"]), str(tiny_models["bert"])]
-    results = tmp_path_factory.mktemp("serial") / "results"
-    run_models(models, results, knobs=SMALL)
-    return models, results
-
-
-TIMING = re.compile(r"^(seconds|peak_.*|.*_ms|speedup.*)$")  # seconds, memory peaks, latencies and ratios
-
-
-def comparable(results: Path, model: str) -> dict[str, pd.DataFrame]:
-    """Every result table of a model, timing and memory columns left out, checkpoint paths made relative;
-    runtime.csv keeps the rows whose presence does not depend on timings."""
-    out = {}
-    tables = [("distribution", "tensors.csv"), ("pruning", "pruning.csv"), ("benchmarks", "size.csv"),
-              ("benchmarks", "quality.csv"), ("benchmarks", "runtime.csv")]
-    for stage, name in tables:
-        table = pd.read_csv(results_path(results, model, stage) / name, keep_default_na=False)
-        table = table.drop(columns=[c for c in table.columns if TIMING.match(c)])
-        if "checkpoint" in table.columns:
-            table["checkpoint"] = [str(Path(c).relative_to(results)) for c in table["checkpoint"]]
-        if name == "runtime.csv":
-            kept = table["kind"].isin(["dense-kernels", "kernel-csr", "kernel-bsr"])
-            table = table[kept].reset_index(drop=True)
-        out[f"{stage}/{name}"] = table
-    return out
-
-
-def test_parallel_jobs_give_the_serial_results(serial, tmp_path, capfd):
-    models, serial_results = serial
-    results = tmp_path / "results"
-    run_models(models, results, knobs=SMALL, jobs=2)
-    out, _ = capfd.readouterr()
-    for model in models:
-        assert f"[{model}] 03_benchmarks.ipynb: done" in out
-        assert_marker_last(results_path(results, model, "benchmarks"))
-        expected, got = comparable(serial_results, model), comparable(results, model)
-        for name in expected:
-            pd.testing.assert_frame_equal(got[name], expected[name], check_exact=False, rtol=1e-6, obj=name)
-
-
-def test_a_failing_model_in_parallel_is_one_line_and_the_others_finish(killed_and_resumed, tmp_path):
+def test_a_failing_model_in_parallel_is_one_line_and_the_others_finish(killed_and_resumed, tmp_path, capfd):
     seen = killed_and_resumed
-    bad = tmp_path / "no-weights"  # a folder that resolves, then fails in notebook 01
+    bad = tmp_path / "no-weights"  # a folder that resolves, then fails on the worker that reads its weights
     bad.mkdir()
     (bad / "config.json").write_text("{}")
     with pytest.raises(SparsescopeError) as failed:
         run_models([str(bad), seen["model"]], seen["results"], knobs=seen["budget"], jobs=2)
     message = str(failed.value)
     assert message.startswith(f"{bad}: ") and "safetensors" in message and "\n" not in message
+    assert capfd.readouterr().out.count(f"[{bad}] error: ") == 1  # printed once, not retried
     for stage in ("distribution", "pruning", "benchmarks"):
         assert_marker_last(results_path(seen["results"], seen["model"], stage))

@@ -1,5 +1,6 @@
 """Quality metrics against hand computations, and the quality benchmark's bad inputs."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -29,11 +30,22 @@ def test_perplexity_is_the_hand_computed_cross_entropy(tiny_models):
     assert rows["kl_from_dense"]["value"] == pytest.approx(0.0, abs=1e-6)  # a model against itself
 
 
-def test_kl_is_zero_for_equal_and_positive_for_different():
-    p = torch.log_softmax(torch.randn(5, 7), -1)
-    q = torch.log_softmax(torch.randn(5, 7), -1)
-    assert kl_divergence(p, p) == pytest.approx(0.0, abs=1e-7)
-    assert kl_divergence(p, q) > 0
+def test_kl_direction_and_zero_mass_by_hand():
+    """KL(dense || pruned) = sum_c p_c ln(p_c / q_c), on numbers worked out by hand."""
+    log = lambda rows: torch.tensor(rows, dtype=torch.float32).log()  # ln 0 = -inf
+    p, q = log([[0.7, 0.2, 0.1]]), log([[0.1, 0.3, 0.6]])
+    # 0.7 ln 7 + 0.2 ln(2/3) + 0.1 ln(1/6) = 1.3621371 - 0.0810930 - 0.1791759
+    assert kl_divergence(p, q) == pytest.approx(1.1018681, rel=1e-6)
+    # the other direction: 0.1 ln(1/7) + 0.3 ln 1.5 + 0.6 ln 6 = -0.1945910 + 0.1216395 + 1.0750557
+    assert kl_divergence(q, p) == pytest.approx(1.0021042, rel=1e-6)
+    # a class the dense model rules out adds nothing: 0.5 ln(0.5/0.25) + 0.5 ln(0.5/0.5) + 0 = 0.5 ln 2
+    dense, pruned = log([[0.5, 0.5, 0.0]]), log([[0.25, 0.5, 0.25]])
+    assert kl_divergence(dense, pruned) == pytest.approx(0.34657359, rel=1e-6)
+    assert kl_divergence(pruned, dense) == math.inf        # mass where the other has none: infinite
+    assert kl_divergence(dense, dense) == 0.0
+    # the mean over positions
+    both_p, both_q = torch.cat([p, dense]), torch.cat([q, pruned])
+    assert kl_divergence(both_p, both_q) == pytest.approx((1.1018681 + 0.34657359) / 2, rel=1e-6)
 
 
 def test_span_corruption_pairs_and_density():
@@ -74,6 +86,41 @@ def test_word_error_rate_on_known_strings():
     assert word_error_rate(["the cat sat on the mat"], ["the cat sat on the mat"]) == 0.0
     assert word_error_rate(["the cat sat on the mat"], ["The cat sat on a mat."]) == pytest.approx(1 / 6)
     assert word_error_rate(["a b c d"], ["a c d e f"]) == pytest.approx(3 / 4)  # 1 deletion, 2 insertions
+    # by hand: "the president met 2 senators today" vs "... met to senators yesterday": 2 substitutions / 6
+    assert word_error_rate(["The President met 2 senators today."],
+                           ["the president met to senators yesterday"]) == pytest.approx(2 / 6)
+    # pooled over pairs: (2 + 1) errors over (6 + 4) reference words
+    assert word_error_rate(["The President met 2 senators today.", "we will not stop"],
+                           ["the president met to senators yesterday", "we will stop"]) == pytest.approx(3 / 10)
+    with pytest.raises(SparsescopeError, match="2 references but 1 hypotheses"):
+        word_error_rate(["a", "b"], ["a"])
+
+
+@pytest.mark.parametrize("reference,hypothesis", [
+    ("In 2021, we spent $20 on 3 new schools!", "in twenty twenty-one we spent twenty dollars on three new schools"),
+    ("We won't stop.", "we will not stop"),
+    ("It's 10 percent, Mr. Speaker.", "it is ten percent mister speaker"),
+    ("THE UNION IS STRONG", "The union is strong."),
+])
+def test_word_error_rate_ignores_what_whisper_normalises(reference, hypothesis):
+    """Whisper's English normaliser writes case, punctuation, contractions and numbers one way."""
+    assert word_error_rate([reference], [hypothesis]) == 0.0
+
+
+def test_whisper_scores_the_transcript_not_the_forced_prompt(tiny_models):
+    model = load_model(str(tiny_models["whisper"]))
+    evaluator = QualityEvaluator(model, tiny_models["whisper"], Budget(n_clips=2))
+    tokenizer = evaluator.tokenizer
+    for batch in evaluator.batches:
+        words = tokenizer(" " + batch["text"], add_special_tokens=False).input_ids
+        labels = batch["labels"][0]
+        scored = labels[labels != -100].tolist()
+        assert scored == words + [model.generation_config.eos_token_id]       # first text token first
+        prompt = tokenizer.convert_ids_to_tokens(batch["decoder_input_ids"][0, :2].tolist())
+        assert prompt == ["<|startoftranscript|>", "<|notimestamps|>"]
+        # position i predicts decoder input i + 1: the first scored position reads <|notimestamps|>
+        first = int((labels != -100).nonzero()[0])
+        assert batch["decoder_input_ids"][0, first].item() == tokenizer.convert_tokens_to_ids("<|notimestamps|>")
 
 
 def test_t5_and_whisper_objectives(tiny_models):
@@ -103,6 +150,29 @@ def test_evaluation_is_resumable_and_orders_degradation(tiny_models, pruned_gpt2
     again = evaluate_checkpoints(str(tiny_models["gpt2"]), pruned_gpt2, tmp_path / "q", budget, progress=False)
     assert (tmp_path / "q" / "rows" / "dense.json").stat().st_mtime_ns == stamp
     assert again.equals(table)
+
+
+def test_a_run_pruned_again_under_its_label_is_scored_again(tiny_models, tmp_path):
+    """wanda-0.5 re-pruned with another seed into the same folder: its rows must be recomputed, and equal a
+    fresh evaluation of the new checkpoint."""
+    import shutil
+    model, budget = str(tiny_models["gpt2"]), Budget(n_tokens=64, window=32)
+    pruning = tmp_path / "pruning"
+
+    def prune(seed):
+        shutil.rmtree(pruning / "wanda-0.5", ignore_errors=True)   # what the refusal tells a user to do
+        prune_runs(model, pruning, [PruneSpec("wanda", 0.5, n_samples=2, seqlen=32, seed=seed)], progress=False)
+        return (pruning / "wanda-0.5" / "compressed" / "model.safetensors").read_bytes()
+
+    def kl(table):
+        return table[(table.method == "wanda") & (table.metric == "kl_from_dense")]["value"].item()
+
+    first = prune(0)
+    before = kl(evaluate_checkpoints(model, pruning, tmp_path / "q", budget, progress=False))
+    assert prune(1) != first                                     # another seed, another checkpoint
+    again = kl(evaluate_checkpoints(model, pruning, tmp_path / "q", budget, progress=False))
+    fresh = kl(evaluate_checkpoints(model, pruning, tmp_path / "fresh", budget, progress=False))
+    assert again == fresh != before
 
 
 def test_bad_pruning_dirs_are_one_line(tiny_models, pruned_gpt2, tmp_path):

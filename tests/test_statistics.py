@@ -3,8 +3,15 @@ import numpy as np
 import pytest
 import torch
 
-from sparsescope.analysis.statistics import (THRESHOLDS, Accumulator, TensorScanner, analyze_folder, cdf, log10_histogram)
+from sparsescope.analysis.statistics import (KEY_EDGES, QUANTILES, THRESHOLDS, Accumulator, TensorScanner, analyze_folder,
+                                             cdf, log10_histogram)
 from sparsescope.sources.weights import iter_tensors, tag
+
+
+def numpy_outliers(w) -> int:
+    """Reference: |w - mean| > 6 std of the tensor itself (float64, population std)."""
+    x = np.asarray(w, dtype=np.float64).reshape(-1)
+    return int((np.abs(x - x.mean()) > 6 * x.std()).sum())
 
 
 def numpy_log10_counts(abs_w: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -40,7 +47,7 @@ def test_scanner_exact_with_ties_zeros_thresholds_and_outliers():
     abs_w = w.abs().numpy()
     check_against_numpy(acc, abs_w)
     std = float(w.double().std(unbiased=False))
-    assert acc.n_outlier == int((abs_w > np.float32(6 * std)).sum()) >= 5
+    assert acc.n_outlier == numpy_outliers(w.numpy()) >= 5
     mean, sd, kurt = acc.mean_std_kurtosis()
     assert mean == pytest.approx(float(w.double().mean()), abs=1e-7)
     assert sd == pytest.approx(std, rel=1e-5)
@@ -55,11 +62,114 @@ def test_values_above_the_histogram_range_are_counted():
     assert log10_histogram(acc)["overflow"] == 2
 
 
-def test_quantiles_are_within_one_bin():
-    w = torch.rand(100_000) * 0.1
+def quantile_cases():
+    g = torch.Generator().manual_seed(3)
+    yield "uniform", torch.rand(100_000, generator=g) * 0.1
+    normal = torch.randn(300_001, generator=g) * 0.02
+    normal[::101] = 0.0
+    yield "normal with zeros", normal
+    yield "lognormal, 1e-9 .. 1e9", torch.exp(4.0 * torch.randn(200_000, generator=g)) * torch.sign(torch.randn(200_000, generator=g))
+    # every value on a bin's lower edge where bins are widest (powers of two): the worst case
+    yield "powers of two", 2.0 ** torch.randint(-30, 10, (50_000,), generator=g).float()
+    yield "float16", (torch.randn(80_000, generator=g) * 0.05).to(torch.float16)
+
+
+@pytest.mark.parametrize("case", [name for name, _ in quantile_cases()])
+def test_quantiles_within_the_stated_resolution(case):
+    """The claim: relative error below 2**-8 against the exact order statistic (numpy, inverted_cdf)."""
+    w = dict(quantile_cases())[case]
+    abs_w = w.float().abs().numpy()
+    qs = tuple(np.round(np.linspace(0.01, 0.99, 99), 2)) + QUANTILES
+    got = TensorScanner().scan(w).quantiles(qs)
+    for q in qs:
+        exact = float(np.quantile(abs_w, q, method="inverted_cdf"))
+        if exact == 0:
+            assert got[f"{q:g}"] == 0.0, q
+        else:
+            assert abs(got[f"{q:g}"] - exact) < 2 ** -8 * exact, (q, got[f"{q:g}"], exact)
+
+
+def test_outliers_are_measured_from_the_tensors_own_mean():
+    g = torch.Generator().manual_seed(5)
+    gain = 1 + 0.01 * torch.randn(100_000, generator=g)          # a LayerNorm gain: no outlier at all
+    assert numpy_outliers(gain.numpy()) == 0
+    assert TensorScanner().scan(gain).n_outlier == 0            # |w| > 6 std would call all of it one
+    both = 1 + 0.01 * torch.randn(100_000, generator=g)
+    both[:7], both[7:12] = 1.5, 0.4                              # beyond 6 std above and below the mean
+    shifted = -3 + 0.1 * torch.randn(100_000, generator=g)
+    shifted[:4], shifted[4:9] = -1.0, -5.5
+    heavy = torch.distributions.StudentT(2.0).sample((200_000,)) * 0.02 + 0.01
+    for w, expected in ((both, 12), (shifted, 9), (heavy, None), (both.to(torch.float16), 12)):
+        acc = TensorScanner().scan(w)
+        ref = numpy_outliers(w.float().numpy())
+        assert acc.n_outlier == ref, (acc.n_outlier, ref)
+        assert expected is None or ref == expected
+    constant = torch.full((1000,), 0.1)                          # std 0: nothing is an outlier
+    assert TensorScanner().scan(constant).n_outlier == 0
+
+
+def bin_of(x: float) -> int:
+    return int(np.float32(x).view(np.uint32)) >> 16
+
+
+def tensor_with_std(target: float, planted: np.ndarray, n: int = 200_000) -> torch.Tensor:
+    """Gaussian weights plus `planted` values, scaled so that the float32 tensor's std is `target`."""
+    z = np.random.default_rng(11).standard_normal(n)
+    a = target
+    for _ in range(8):
+        w = np.concatenate([a * z, planted]).astype(np.float32)
+        a *= target / w.astype(np.float64).std()
+    return torch.from_numpy(w)
+
+
+@pytest.mark.parametrize("key,side", [(k, side) for k, t in THRESHOLDS.items() for side in ("below", "above")
+                                      if side == "above" or KEY_EDGES[bin_of(t)] < np.float32(t)])  # 1: an edge
+def test_thresholds_exact_when_six_sigma_falls_in_their_bin(key, side):
+    """6 std inside the bin of a threshold, below or above it: every count still equals numpy's."""
+    t = float(np.float32(THRESHOLDS[key]))
+    lo_edge, hi_edge = KEY_EDGES[bin_of(t)], KEY_EDGES[bin_of(t) + 1]
+    six_sigma = (lo_edge + t) / 2 if side == "below" else (t + hi_edge) / 2
+    between = (t + six_sigma) / 2
+    planted = np.array([t] * 5 + [-t] * 5 + [float(np.nextafter(np.float32(t), np.float32(0)))] * 3
+                       + [between] * 20 + [-between] * 20 + [six_sigma * 1.5, -six_sigma * 2])
+    w = tensor_with_std(six_sigma / 6, planted)
+    sd = w.double().std(unbiased=False).item()
+    assert bin_of(6 * sd) == bin_of(t)                           # the case this test is about
     acc = TensorScanner().scan(w)
-    for q, v in acc.quantiles((0.1, 0.5, 0.9)).items():
-        assert v == pytest.approx(np.quantile(w.numpy(), float(q)), rel=2 ** -7)
+    check_against_numpy(acc, w.abs().numpy())
+    assert acc.n_outlier == numpy_outliers(w.numpy())
+
+
+def test_outlier_share_flows_to_tensors_csv_and_summary(tiny_models, tmp_path):
+    import json
+    import pandas as pd
+    from safetensors.torch import save_file
+    from sparsescope.analysis.distribution import analyze_model
+    g = torch.Generator().manual_seed(2)
+    state = {}
+    for name, w in iter_tensors(tiny_models["gpt2"]):
+        w = w.clone()
+        if name.endswith("ln_1.weight"):                         # gains near 1: no outlier
+            w = 1 + 0.01 * torch.randn(w.shape, generator=g)
+        if name.endswith("mlp.c_fc.weight"):                     # a mean far from zero, outliers both sides
+            w = 0.5 + 0.02 * torch.randn(w.shape, generator=g)
+            w[0, :3], w[1, :2] = 0.0, 1.0
+        state[name] = w.contiguous()
+    folder = tmp_path / "model"
+    folder.mkdir()
+    save_file(state, folder / "model.safetensors")
+    (folder / "config.json").write_text((tiny_models["gpt2"] / "config.json").read_text())
+    analyze_model(str(folder), tmp_path / "out", progress=False)
+    rows = pd.read_csv(tmp_path / "out" / "tensors.csv").set_index("name")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    expected = {name: numpy_outliers(state[name].float().numpy()) for name in rows.index}
+    for name, count in expected.items():
+        assert rows.loc[name, "outlier_frac"] == pytest.approx(count / state[name].numel(), abs=0), name
+    assert sum(expected[n] for n in rows.index if n.endswith("ln_1.weight")) == 0
+    assert sum(expected[n] for n in rows.index if n.endswith("c_fc.weight")) == 5 * 3   # 3 blocks
+    for group, members in (("all", rows.index), ("prunable", rows.index[rows["prunable"]])):
+        n = sum(state[m].numel() for m in members)
+        assert summary[group]["outlier_frac"] == pytest.approx(sum(expected[m] for m in members) / n, abs=0)
 
 
 def test_half_precision_tensors_are_counted_exactly():

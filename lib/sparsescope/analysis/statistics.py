@@ -2,13 +2,15 @@
 
 The core trick: for float32, |w| ordered as a float is ordered as its bit pattern read as an
 integer. So the top 16 bits of |w| (a bfloat16 truncation: 8 exponent bits, 7 mantissa bits) are a
-bin index with 128 log-spaced bins per octave, and `bincount` over them is an *exact* histogram whose
-bin edges are known floats. Thresholds that fall inside a bin (1e-3 is no bf16 number) are resolved
-exactly by a lookup table that flags the few elements of that one bin.
+bin index with 128 bins per octave (equal width within an octave, so each spans at most 2**-7 of its
+lower edge), and `bincount` over them is an *exact* histogram whose bin edges are known floats.
+Thresholds that fall inside a bin (1e-3 is no bf16 number) are resolved exactly by a lookup table that
+flags the few elements of that one bin.
 
 Everything is computed in one read of the checkpoint: per tensor a moments pass and a bits pass, each a
-fused multi-threaded numba loop; `WeightStats` merges tensors into groups (all, prunable, per stack, per
-block, per component).
+fused multi-threaded numba loop; the bits pass also counts the tensor's outliers, |w - mean| > 6 std of
+that tensor. `WeightStats` merges tensors into groups (all, prunable, per stack, per block, per
+component).
 """
 from __future__ import annotations
 
@@ -63,9 +65,10 @@ class Accumulator:
     hist: np.ndarray = field(default_factory=lambda: np.zeros(N_KEYS, dtype=np.int64))
     n: int = 0
     n_zero: int = 0
-    n_outlier: int = 0  # elements beyond OUTLIER_SIGMAS of their own tensor
+    n_outlier: int = 0  # elements with |w - mean| > OUTLIER_SIGMAS * std of their own tensor
     below: dict = field(default_factory=lambda: {k: 0 for k in THRESHOLDS})
-    moments: np.ndarray = field(default_factory=lambda: np.zeros(4))  # sums of w, w^2, w^3, w^4
+    moments: np.ndarray = field(default_factory=lambda: np.zeros(4))  # sums of d, d^2, d^3, d^4 ...
+    shift: float = 0.0  # ... for d = w - shift: a shift near the mean spares var the cancellation
 
     def add(self, other: "Accumulator") -> None:
         self.hist += other.hist
@@ -74,17 +77,17 @@ class Accumulator:
         self.n_outlier += other.n_outlier
         for k in self.below:
             self.below[k] += other.below[k]
-        self.moments += other.moments
+        self.moments += shifted_moments(other.moments, other.n, other.shift - self.shift)
 
     # -- derived
     def mean_std_kurtosis(self) -> tuple[float, float, float]:
         if self.n == 0:
             return math.nan, math.nan, math.nan
-        s1, s2, s3, s4 = self.moments / self.n
+        s1, s2, s3, s4 = self.moments / self.n  # central moments do not depend on the shift
         var = max(s2 - s1 * s1, 0.0)
         m4 = s4 - 4 * s1 * s3 + 6 * s1 * s1 * s2 - 3 * s1 ** 4
         kurt = m4 / var ** 2 - 3.0 if var > 0 else math.nan
-        return float(s1), math.sqrt(var), float(kurt)
+        return float(self.shift + s1), math.sqrt(var), float(kurt)
 
     def nonzero_hist(self) -> np.ndarray:
         h = self.hist.copy()
@@ -92,8 +95,10 @@ class Accumulator:
         return h
 
     def quantiles(self, qs=QUANTILES) -> dict[str, float]:
-        """Quantiles of |w| (zeros included) to bin resolution: the geometric middle of the key bin
-        that holds the rank, so the relative error is below 2**-8."""
+        """Quantiles of |w| (zeros included) to bin resolution. The q-quantile is the smallest |w| with
+        at least q*n values at or below it (numpy's method="inverted_cdf"); it is given as the geometric
+        middle of the key bin that holds it, so its relative error is below 2**-8 (a bin spans at most
+        2**-7 of its lower edge, and sqrt(1 + 2**-7) - 1 < 2**-8)."""
         cum = np.cumsum(self.hist)
         out = {}
         for q in qs:
@@ -119,18 +124,28 @@ class Accumulator:
         }
 
 
+def shifted_moments(moments: np.ndarray, n: int, d: float) -> np.ndarray:
+    """Sums of (v + d)^k, k = 1..4, from the sums of v^k over n values (binomial expansion)."""
+    s1, s2, s3, s4 = moments
+    return np.array([s1 + n * d,
+                     s2 + 2 * d * s1 + n * d ** 2,
+                     s3 + 3 * d * s2 + 3 * d ** 2 * s1 + n * d ** 3,
+                     s4 + 4 * d * s3 + 6 * d ** 2 * s2 + 4 * d ** 3 * s1 + n * d ** 4])
+
+
 # ------------------------------------------------------------------------------- one tensor
 # Two fused, multi-threaded passes (numba): torch would need a dozen elementwise passes for the same.
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def _moments(x, n_threads):
-    """Sums of w, w^2, w^3, w^4 in float64 (reassociated per thread: fastmath is fine for sums)."""
+def _moments(x, pivot, n_threads):
+    """Sums of d, d^2, d^3, d^4 for d = w - pivot, in float64 (reassociated per thread: fastmath is fine
+    for sums). A pivot inside the data spares the variance of e.g. a gain 1 +- 1e-3 the cancellation."""
     n = x.size
     parts = np.zeros((n_threads, 4))
     step = (n + n_threads - 1) // n_threads
     for t in numba.prange(n_threads):
         s1 = s2 = s3 = s4 = 0.0
         for i in range(t * step, min(n, (t + 1) * step)):
-            v = np.float64(x[i])
+            v = np.float64(x[i]) - pivot
             v2 = v * v
             s1 += v
             s2 += v2
@@ -154,43 +169,112 @@ def split_histogram(bits, split_at, n_threads):
     return local.sum(axis=0)
 
 
+@numba.njit(parallel=True, cache=True)
+def signed_histogram(bits, slot_of, cuts, n_threads):
+    """Counts of the top 16 bits *with* the sign bit (2 * N_KEYS keys: w >= 0 first, then w < 0, each in
+    |w| order), then one count per cut: the elements of cut s's bin (slot_of[bin] == s + 1) whose bit
+    pattern is below cuts[s]. The slot table keeps the per-thread table as small as split_histogram's."""
+    n = bits.size
+    m = slot_of.size
+    local = np.zeros((n_threads, m + cuts.size), np.int64)
+    step = (n + n_threads - 1) // n_threads
+    for t in numba.prange(n_threads):
+        for i in range(t * step, min(n, (t + 1) * step)):
+            b = bits[i]
+            k = b >> 16
+            local[t, k] += 1
+            s = slot_of[k]
+            if s != 0 and b < cuts[s - 1]:
+                local[t, m + s - 1] += 1
+    return local.sum(axis=0)
+
+
+SIGN = 0x80000000
+
+
+def outlier_bounds(mean: float, cut: float) -> tuple[np.float32, np.float32]:
+    """(hi, lo): float32 w has |float64(w) - mean| > cut  <=>  w >= hi or w <= lo. Monotone in w, so the
+    bounds are the float32 neighbours of mean +- cut, stepped until the float64 test flips."""
+    def above(f):
+        return np.float64(f) - mean > cut
+
+    def below(f):
+        return np.float64(f) - mean < -cut
+    up, down = np.float32(np.inf), np.float32(-np.inf)
+    with np.errstate(over="ignore"):
+        hi, lo = np.float32(mean + cut), np.float32(mean - cut)
+    while not above(hi):
+        hi = np.nextafter(hi, up)
+    while above(np.nextafter(hi, down)):
+        hi = np.nextafter(hi, down)
+    while not below(lo):
+        lo = np.nextafter(lo, down)
+    while below(np.nextafter(lo, up)):
+        lo = np.nextafter(lo, up)
+    return hi, lo
+
+
 class TensorScanner:
-    """Computes an Accumulator for one tensor: a moments pass, then a histogram pass."""
+    """Computes an Accumulator for one tensor: a moments pass, then one histogram pass.
+
+    The histogram keeps the sign, so every count is a cut in one half: |w| < t is a cut at t in each
+    half, and the outliers |w - mean| > 6 std (mean and std of this tensor, from the first pass) are
+    w >= hi and w <= lo, one cut each (see outlier_bounds)."""
 
     def __init__(self):
-        # split_at[k] is the bit pattern bin k is cut at, else the bin's own lower edge (no cut)
-        self.base_split = (np.arange(N_KEYS, dtype=np.uint32) << 16)
-        self.fixed = {"zero": 1, **{k: threshold_bits(v) for k, v in THRESHOLDS.items()}}
+        fixed = {"zero": 1, **{k: threshold_bits(v) for k, v in THRESHOLDS.items()}}
+        self.fixed = {label: (b, b | SIGN) for label, b in fixed.items()}
+        self.slot_of, self.cuts = self.place(np.zeros(2 * N_KEYS, np.uint8), [],
+                                             [c for pair in self.fixed.values() for c in pair])
+
+    @staticmethod
+    def place(slot_of: np.ndarray, cuts: list[int], new: list[int]) -> tuple[np.ndarray, list[int]]:
+        """One cut per bin, counted by the histogram pass; a second cut in a taken bin is counted directly
+        (which bins are taken is in slot_of, so a cut on a bin's lower edge, as 1.0 is, still takes it)."""
+        for c in new:
+            if slot_of[c >> 16] == 0:
+                cuts.append(c)
+                slot_of[c >> 16] = len(cuts)
+        return slot_of, cuts
 
     def scan(self, w: torch.Tensor) -> Accumulator:
         bits = float32_bits(w)
         x = bits.view(np.float32)
-        acc = Accumulator(n=x.size)
-        acc.moments = _moments(x, numba.get_num_threads()) if x.size else np.zeros(4)
-        _, std, _ = acc.mean_std_kurtosis()
-        splits = dict(self.fixed)
-        if std > 0 and math.isfinite(std):
-            splits["outlier"] = threshold_bits(OUTLIER_SIGMAS * std) + 1  # |w| <= 6 sigma  <=>  bits < this
-        # one cut per bin: the outlier cut yields to a fixed threshold in the same bin, counted directly
-        split_at, direct = self.base_split.copy(), []
-        for label, b in splits.items():
-            if split_at[b >> 16] != self.base_split[b >> 16]:
-                direct.append(label)
-            else:
-                split_at[b >> 16] = b
-        counts = split_histogram(bits, split_at, numba.get_num_threads()).reshape(N_KEYS, 2)
-        acc.hist = counts.sum(axis=1)
-        cum = np.concatenate([[0], np.cumsum(acc.hist)])
+        pivot = float(x[0]) if x.size and math.isfinite(x[0]) else 0.0
+        acc = Accumulator(n=x.size, shift=pivot)
+        acc.moments = _moments(x, pivot, numba.get_num_threads()) if x.size else np.zeros(4)
+        mean, std, _ = acc.mean_std_kurtosis()
+        slot_of, cuts = self.slot_of, self.cuts
+        bounds = None
+        if std > 0 and math.isfinite(std) and math.isfinite(mean):  # else no finite cut, no outliers
+            hi, lo = outlier_bounds(mean, OUTLIER_SIGMAS * std)
+            # w >= hi and w <= lo as cuts: a positive hi cuts the positive half at hi, a negative hi
+            # cuts the negative half just above |hi|; lo the same, mirrored
+            hi_cut = threshold_bits(hi) if hi > 0 else (threshold_bits(abs(hi)) + 1) | SIGN
+            lo_cut = (threshold_bits(-lo) | SIGN) if lo < 0 else threshold_bits(abs(lo)) + 1
+            bounds = hi, lo, hi_cut, lo_cut
+            slot_of, cuts = self.place(slot_of.copy(), list(cuts), [hi_cut, lo_cut])
+        counts = signed_histogram(bits, slot_of, np.array(cuts, np.uint32), numba.get_num_threads())
+        hist, in_bin = counts[:2 * N_KEYS], counts[2 * N_KEYS:]
+        cum = np.concatenate([[0], np.cumsum(hist)])
+        n_positive = int(cum[N_KEYS])  # sign bit clear: +0 and w > 0
 
-        def count_below(b: int) -> int:
-            return int(cum[b >> 16] + counts[b >> 16, 1])
+        def below(c: int) -> int:
+            """Elements of c's half (its sign) whose bit pattern is below c."""
+            start, slot = c & SIGN, int(slot_of[c >> 16])
+            if slot and cuts[slot - 1] == c:
+                return int(cum[c >> 16] - cum[start >> 16] + in_bin[slot - 1])
+            return int(np.count_nonzero((bits >= np.uint32(start)) & (bits < np.uint32(c))))  # bin taken
 
-        below = {label: int(np.count_nonzero((bits & 0x7FFFFFFF) < b)) if label in direct
-                 else count_below(b) for label, b in splits.items()}
-        acc.n_zero = below["zero"]
-        acc.below = {k: below[k] for k in THRESHOLDS}
-        if "outlier" in below:
-            acc.n_outlier = acc.n - below["outlier"]
+        if bounds is not None:
+            hi, lo, hi_cut, lo_cut = bounds
+            n_hi = n_positive - below(hi_cut) if hi > 0 else n_positive + below(hi_cut)
+            n_lo = (acc.n - n_positive) - below(lo_cut) if lo < 0 else (acc.n - n_positive) + below(lo_cut)
+            acc.n_outlier = n_hi + n_lo
+        acc.hist = hist[:N_KEYS] + hist[N_KEYS:]
+        below_both = {label: below(p) + below(n) for label, (p, n) in self.fixed.items()}
+        acc.n_zero = below_both["zero"]
+        acc.below = {k: below_both[k] for k in THRESHOLDS}
         return acc
 
 

@@ -6,10 +6,12 @@ Objectives, chosen from the model's architecture:
 - sentence-embedding (MiniLM, no head): cosine of pruned to dense mean-pooled embeddings, and retrieval
   top-1 (a passage's first half must find its own second half among all second halves);
 - span-corruption (T5 v1.1): loss on T5's own noise (15% density, mean span 3, sentinels), seeded;
-- speech (Whisper): teacher-forced token loss and greedy word error rate on held-out sentences spoken
-  by espeak-ng.
-Every model also gets the mean KL divergence of its output distribution from the dense model's on the
-same inputs (for a sentence encoder: its retrieval distribution, softmax of 20 x cosine).
+- speech (Whisper): teacher-forced token loss over the transcript's tokens and end of text (not the
+  forced prompt), and greedy word error rate on held-out sentences spoken by espeak-ng, both sides
+  through Whisper's English text normaliser.
+Every model also gets the mean KL divergence KL(dense || pruned) of its output distribution from the
+dense model's on the same inputs (for a sentence encoder: its retrieval distribution, softmax of 20 x
+cosine).
 
 The evaluation text is the corpus's evaluation split (never calibrated on), or WikiText-2 test.
 Models run on one device (`device`, "auto": CUDA when present); their outputs come back to the CPU in
@@ -31,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..artifacts import atomic_write_text, cached_json, manifest, write_json
+from ..artifacts import atomic_write_text, cached_json, manifest, sha256, write_json
 from ..errors import SparsescopeError
 from ..pruning.runs import read_pruning_table
 from ..sources.corpus import split_text, wikitext2
@@ -129,13 +131,25 @@ def span_corrupt(ids: list[int], sentinels: list[int], eos: int, rng: np.random.
 
 
 # ---------------------------------------------------------------------------------- word errors
-def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
-    """Word-level Levenshtein distance over reference words, after lower-casing and dropping punctuation."""
-    def words(s: str) -> list[str]:
-        return re.sub(r"[^a-z0-9' ]", " ", s.lower()).split()
+def whisper_normalizer(tokenizer=None):
+    """Whisper's English text normaliser (transformers' port of openai/whisper's): case, punctuation,
+    contractions, numbers and currencies written one way, British spellings mapped to American by the
+    tokenizer's normalizer.json. The packaged whisper-tiny-en folder has no normalizer.json: then the
+    spelling map is empty and everything else still applies."""
+    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+    return EnglishTextNormalizer(getattr(tokenizer, "english_spelling_normalizer", None) or {})
+
+
+def word_error_rate(references: list[str], hypotheses: list[str], normalize=None) -> float:
+    """Word-level Levenshtein distance summed over the pairs, over the reference words, after both sides
+    went through `normalize` (default: Whisper's English normaliser without a spelling map)."""
+    if len(references) != len(hypotheses):
+        raise SparsescopeError(f"word error rate: {len(references)} references but {len(hypotheses)} "
+                               "hypotheses: pass one hypothesis per reference")
+    normalize = normalize or whisper_normalizer()
     errors = total = 0
     for ref, hyp in zip(references, hypotheses):
-        r, h = words(ref), words(hyp)
+        r, h = normalize(ref).split(), normalize(hyp or "").split()
         row = list(range(len(h) + 1))
         for i, rw in enumerate(r, 1):
             prev, row[0] = row[0], i
@@ -147,8 +161,12 @@ def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
 
 
 def kl_divergence(dense_logp: torch.Tensor, logp: torch.Tensor) -> float:
-    """Mean over positions of KL(dense || pruned), from log-probabilities [positions, classes]."""
-    return float((dense_logp.exp() * (dense_logp - logp)).sum(-1).mean())
+    """Mean over positions of KL(dense || pruned) = sum_c p_c (log p_c - log q_c), p the dense model's
+    distribution, from log-probabilities [positions, classes]. A class the dense model gives no mass
+    (log p = -inf) adds exactly 0 (p log p -> 0); torch's kl_div and exp(p) * (p - q) give NaN there.
+    A class the pruned model rules out where the dense one does not adds +inf, which it is."""
+    terms = torch.where(dense_logp == -math.inf, 0.0, dense_logp.exp() * (dense_logp - logp))
+    return float(terms.double().sum(-1).mean())
 
 
 # ------------------------------------------------------------------------------------ evaluator
@@ -237,8 +255,10 @@ class QualityEvaluator:
         for text, feats in zip(texts, features):
             words = self.tokenizer(" " + text, add_special_tokens=False).input_ids
             ids = prefix + words + [model.generation_config.eos_token_id]
+            # the prompt after the start token (<|notimestamps|>) is forced, not predicted: not scored
+            labels = [-100] * (len(prefix) - 1) + ids[len(prefix):]
             batches.append({"input_features": feats[None], "decoder_input_ids": torch.tensor([ids[:-1]]),
-                            "labels": torch.tensor([ids[1:]]), "text": text})
+                            "labels": torch.tensor([labels]), "text": text})
         return batches
 
     # -- outputs
@@ -305,7 +325,8 @@ class QualityEvaluator:
         elif self.objective == "span-corruption":
             rows = [("span_loss", nll)]
         elif self.objective == "speech":
-            wer = word_error_rate([b["text"] for b in self.batches], hypotheses)
+            wer = word_error_rate([b["text"] for b in self.batches], hypotheses,
+                                  whisper_normalizer(self.tokenizer))
             rows = [("token_loss", nll), ("wer", wer)]
         else:
             cosine = float((embeddings * self.dense[0]["embeddings"]).sum(-1).mean())
@@ -314,13 +335,28 @@ class QualityEvaluator:
         return [{"metric": m, "value": v, "n_tokens": n} for m, v in rows]
 
 
+def source_files(folder: Path) -> list[Path]:
+    """The files of a model folder that its scores depend on: weights, configs, tokenizer."""
+    small = [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix in (".json", ".txt", ".model")]
+    return sorted(set(weight_files(folder)) | set(small))
+
+
+def content_hashes(files: list[Path], root: Path) -> dict[str, str]:
+    """{path under root: SHA-256}; artifacts.sha256 remembers each by path, size and mtime, so a file is
+    hashed again only when it changed."""
+    return {str(p.relative_to(root)): sha256(p) for p in files}
+
+
 def evaluate_checkpoints(model: str, pruning_dir, out_dir, budget: Budget = Budget(), corpus: str = "sotu",
                          progress: bool = True, device: str | torch.device = "auto") -> pd.DataFrame:
     """Score the dense model and every checkpoint of a notebook-02 out_dir on `device`; write
     out_dir/quality.csv, each row naming the device that scored it.
 
-    Each model's rows are kept in out_dir/rows/<run>.json, so a rerun only evaluates what is missing. The
-    device is not part of that key: scores mean the same on any device, so a GPU rerun keeps CPU rows."""
+    Each model's rows are kept in out_dir/rows/<run>.json, keyed by what they measure: the SHA-256 of the
+    checkpoint's files (so a run re-pruned under the same label, e.g. with another seed, is scored
+    again), of the dense model's source files, and the budget and corpus. A rerun only evaluates what is
+    missing or changed. The device is not part of that key: scores mean the same on any device, so a GPU
+    rerun keeps CPU rows."""
     started = time.time()
     device = resolve_device(device)  # a bad device fails here, even when every row is cached
     pruning_dir, out_dir = Path(pruning_dir), Path(out_dir)
@@ -331,6 +367,8 @@ def evaluate_checkpoints(model: str, pruning_dir, out_dir, budget: Budget = Budg
                                "model's "
                                "pruning_dir")
     settings = {"model": model, "budget": asdict(budget), "corpus": corpus}
+    folder = Path(model_folder(model))
+    dense_files = content_hashes(source_files(folder), folder)
     evaluator = None
 
     def score(run) -> list[dict]:
@@ -353,7 +391,12 @@ def evaluate_checkpoints(model: str, pruning_dir, out_dir, budget: Budget = Budg
     rows = []
     for run in tqdm([None, *runs.itertuples()], desc="evaluating", disable=not progress):
         label = "dense" if run is None else Path(run.checkpoint).parent.name
-        rows += cached_json(out_dir / "rows" / f"{label}.json", settings, lambda: score(run))
+        # a run's scores depend on its checkpoint and on the dense model (inputs, KL reference)
+        key = {**settings, "dense_files": dense_files}
+        if run is not None:
+            key["checkpoint_files"] = content_hashes(sorted(p for p in Path(run.checkpoint).rglob("*")
+                                                            if p.is_file()), Path(run.checkpoint))
+        rows += cached_json(out_dir / "rows" / f"{label}.json", key, lambda: score(run))
     table = pd.DataFrame(rows)
     atomic_write_text(out_dir / "quality.csv", table.to_csv(index=False))
     info = describe(model)

@@ -5,7 +5,10 @@
 2. CPU sparse kernels: every prunable matrix shape as torch CSR (and BSR) vs dense, over sparsity and
    tokens per batch; the crossover sparsity where sparse starts to win; and the model end to end with
    its linear layers run as CSR above that crossover;
-3. GPU 2:4 semi-structured kernels (`to_sparse_semi_structured`), when the run is on a CUDA device.
+3. GPU 2:4 semi-structured kernels (`to_sparse_semi_structured`), when the run is on a CUDA device;
+4. structured runs (smaller dense models): end to end against the dense model at each batch size
+   (`structured-prefill`) and, for causal LMs, per-token greedy decoding with the KV cache
+   (`structured-decode`), with each run's bytes on disk.
 
 Everything runs on one device, chosen by `resolve_device` ("auto": CUDA when torch sees a GPU, else CPU);
 each row names it. Models and tensors reach the device only through `to_device`, and 2:4 tensors only
@@ -13,6 +16,7 @@ through `semi_structured_sweep`, so tests can drive the CUDA paths on a machine 
 """
 from __future__ import annotations
 
+import inspect
 import statistics
 import time
 import warnings
@@ -248,6 +252,60 @@ def weight_switch(model, folders: dict[str, Path]):
     return switch
 
 
+# ------------------------------------------------------------------------------ structured runs
+def is_causal_lm(model) -> bool:
+    return any(word in type(model).__name__ for word in ("CausalLM", "LMHead"))
+
+
+@torch.no_grad()
+def decode_ms(dense_model, other_model, prompt: torch.Tensor, new_tokens: int, repeats: int, *,
+              device) -> tuple[list, list]:
+    """Per-token wall times (ms) of greedy decoding with the KV cache — `new_tokens` steps of one token
+    after `prompt` — for two models, interleaved. Each timing starts from a fresh cache of the prompt, built
+    before the clock starts (the untimed `switch` of interleaved_ms)."""
+    models, state = {"a": dense_model, "b": other_model}, {}
+    # transformers 5.x renames past_key_values to cache (the old name warns until 5.40)
+    key = "cache" if "cache" in inspect.signature(dense_model.forward).parameters else "past_key_values"
+
+    def prefill(which: str) -> None:
+        out = models[which](input_ids=prompt, use_cache=True)
+        state[which] = (out[key], out.logits[:, -1:].argmax(-1))
+
+    def steps(which: str) -> None:
+        past, token = state[which]
+        for _ in range(new_tokens):
+            out = models[which](input_ids=token, use_cache=True, **{key: past})
+            past, token = out[key], out.logits[:, -1:].argmax(-1)
+    a, b = interleaved_ms(lambda: steps("a"), lambda: steps("b"), repeats, device=device, switch=prefill)
+    return [t / new_tokens for t in a], [t / new_tokens for t in b]
+
+
+def structured_rows(dense_model, runs: pd.DataFrame, make_inputs, batch_sizes, repeats: int = 5,
+                    device: str | torch.device = "cpu", decode_tokens: int = 32) -> list[dict]:
+    """Every structured run of a pruning table (smaller dense models) against the dense model, both in memory:
+    end to end per batch size (`structured-prefill`), per-token decoding for causal LMs (`structured-decode`).
+    Rows name the run (`run`, also in `shape_or_model`), its method, share removed and bytes on disk."""
+    device = resolve_device(device)
+    rows = []
+    for run in runs[runs["kind"] == "structured"].itertuples():
+        label = Path(run.checkpoint).parent.name
+        small = to_device(load_pruned(run.checkpoint, dtype=torch.float32), device)
+        share = float(run.achieved_sparsity)
+        about = {"run": label, "method": run.method, "structure": run.structure,
+                 "bytes": int(run.saved_bytes), "dense_bytes": int(run.dense_bytes)}
+        rows += [{**r, **about} for r in end_to_end(dense_model, small, make_inputs, batch_sizes,
+                                                    "structured-prefill", label, share, repeats, device)]
+        if is_causal_lm(dense_model) and decode_tokens:
+            prompt = to_device(make_inputs(1)["input_ids"], device)
+            dense_t, small_t = decode_ms(dense_model, small, prompt, decode_tokens, repeats, device=device)
+            rows.append({"kind": "structured-decode", "shape_or_model": label, "sparsity": share,
+                         "tokens": decode_tokens, "batch": 1, "seqlen": int(prompt.shape[-1]),
+                         **timing_row(dense_t, small_t), "interleaved": "two models",
+                         "device": device_name(device), **about})
+        del small
+    return rows
+
+
 # ------------------------------------------------------------------------------ GPU 2:4
 def fits_semi_structured(shape: tuple[int, int]) -> bool:
     """Whether an (outputs, inputs) weight can be a 2:4 tensor: torch's CUTLASS kernels take fp16/bf16
@@ -332,17 +390,21 @@ def prunable_shapes(model) -> list[tuple[int, int]]:
 
 def runtime_results(model: str, pruning_dir, out_dir, batch_sizes=(1, 8), seqlen: int = 128,
                     sparsities=KERNEL_SPARSITIES, tokens=KERNEL_TOKENS, repeats: int = 5,
-                    device: str | torch.device = "auto") -> pd.DataFrame:
-    """Measure (or reuse) runtime.csv on `device`: dense-kernel and sparse-kernel latencies, and 2:4
-    sparse tensor cores when the device is a CUDA GPU that has them."""
+                    device: str | torch.device = "auto", decode_tokens: int = 32) -> pd.DataFrame:
+    """Measure (or reuse) runtime.csv on `device`: dense-kernel and sparse-kernel latencies, 2:4 sparse
+    tensor cores when the device is a CUDA GPU that has them, and the structured runs' smaller models."""
     out_dir = Path(out_dir)
     device = resolve_device(device)
     settings = {"model": model, "batch_sizes": list(batch_sizes), "seqlen": seqlen,
                 "sparsities": list(sparsities),
                 "tokens": list(tokens), "repeats": repeats, "device": device_name(device)}
+    runs = read_pruning_table(pruning_dir)
+    structured = runs[runs["kind"] == "structured"] if "kind" in runs else runs.iloc[:0]
+    if len(structured):  # part of the key: a new structured run is measured, not missed
+        settings.update(structured=[Path(c).parent.name for c in structured["checkpoint"]],
+                        decode_tokens=decode_tokens)
 
     def measure() -> list[dict]:
-        runs = read_pruning_table(pruning_dir)
         torch.manual_seed(0)
         dense = to_device(load_model(model, dtype=torch.float32), device)
         make_inputs = input_maker(dense, seqlen)
@@ -381,6 +443,12 @@ def runtime_results(model: str, pruning_dir, out_dir, batch_sizes=(1, 8), seqlen
             rows += [{**r, "swapped_layers": swapped} for r in
                      end_to_end(dense, sparse_model, make_inputs, batch_sizes, "sparse-kernels-e2e", model,
                                 float(top["achieved_sparsity"]), repeats, device)]
+        if len(structured) and not two_fit:
+            print(f"{model}: structured runs not measured: the dense model and a smaller one do not fit in "
+                  f"memory together ({model_bytes(dense) / 1e9:.1f} GB dense)", flush=True)
+        elif len(structured):  # 4. smaller dense models (after the crossovers: not kernels)
+            rows += structured_rows(dense, structured, make_inputs, batch_sizes, repeats, device,
+                                    decode_tokens)
         if device.type == "cuda":  # 3. 2:4 tensor cores, on the same tokens per batch as the CSR sweep
             reason = semi_structured_unavailable(device)
             fitting = [s for s in shapes if fits_semi_structured(s)]

@@ -113,37 +113,54 @@ class _Stop(Exception):
     pass
 
 
-def record_block_calls(model, inputs: dict, blocks: torch.nn.ModuleList,
-                       streamer=None) -> tuple[torch.Tensor, list]:
-    """Run the model once; return the hidden states entering blocks[0] and every block's other arguments.
+def prune_blockwise(model, inputs: dict, make_pruner, prune_layer, progress: bool = True,
+                    streamer=None) -> None:
+    """Prune every linear layer inside every block, in one forward of the model on calibration inputs.
 
-    With a streamer, every block of the model is materialised when the forward reaches it and released after
-    (so a decoder is recorded on the pruned encoder, one block in memory at a time)."""
-    calls: list = [None] * len(blocks)
-    first_hidden: list = []
+    make_pruner(layer) -> object with add_batch(inputs); prune_layer(pruner) prunes that layer. Hooks do the
+    work while the forward runs: entering a block, they attach the collectors to its linear layers (with a
+    streamer, a model on the meta device, they first materialise the block); the block's own call then
+    feeds the collectors; leaving it, they prune the block, recompute its output with the pruned weights and
+    hand that to the next block instead of the dense output (spilling and releasing the block with a
+    streamer). So every block calibrates on what the pruned blocks before it produce — an encoder-decoder's
+    decoder on the pruned encoder — with two passes per block and none over the head."""
+    order = [(f"{path}.{i}", block) for _, path, blocks in block_stacks(model)
+             for i, block in enumerate(blocks)]
+    bar = tqdm(total=len(order), desc="pruning blocks", disable=not progress)
+    working: dict = {}
+    done: list = []
 
-    def pre_hook(index):
-        def hook(module, args, kwargs):
-            if args:
-                hidden, rest = args[0], args[1:]
-            else:
-                kwargs = dict(kwargs)
-                hidden, rest = kwargs.pop("hidden_states"), ()
-            if index == 0:
-                first_hidden.append(hidden)
-            calls[index] = (rest, {k: v for k, v in kwargs.items() if k != "hidden_states"})
-            if index == len(blocks) - 1:
-                raise _Stop
+    def enter(path):
+        def hook(block, args, kwargs):
+            if streamer is not None:
+                streamer.load(lambda name: name.startswith(f"{path}."))
+            pruners = {name: make_pruner(m) for name, m in block.named_modules() if is_linear(m)}
+            hooks = [m.register_forward_hook(lambda mod, a, out, p=pruners[name]: p.add_batch(a[0]))
+                     for name, m in block.named_modules() if is_linear(m)]
+            working[path] = (pruners, hooks)
         return hook
 
-    handles = [b.register_forward_pre_hook(pre_hook(i), with_kwargs=True) for i, b in enumerate(blocks)]
-    if streamer is not None:  # registered after the recorders: the last block is never materialised here
-        for _, path, stack_blocks in block_stacks(model):
-            for i, block in enumerate(stack_blocks):
-                prefix = f"{path}.{i}."
-                handles.append(block.register_forward_pre_hook(
-                    lambda m, args, p=prefix: streamer.load(lambda name: name.startswith(p))))
-                handles.append(block.register_forward_hook(lambda m, args, out: streamer.release(m)))
+    def leave(path, is_last):
+        def hook(block, args, kwargs, output):
+            pruners, hooks = working.pop(path)
+            for h in hooks:
+                h.remove()
+            for pruner in pruners.values():
+                prune_layer(pruner)
+            output = block.forward(*args, **kwargs)  # .forward: no hooks, so no re-entry
+            if streamer is not None:
+                streamer.spill(path, block)
+            done.append(path)
+            bar.update()
+            if is_last:
+                raise _Stop  # nothing after the last block (final norm, head) is needed
+            return output
+        return hook
+
+    handles = []
+    for n, (path, block) in enumerate(order):
+        handles.append(block.register_forward_pre_hook(enter(path), with_kwargs=True))
+        handles.append(block.register_forward_hook(leave(path, n == len(order) - 1), with_kwargs=True))
     try:
         with torch.no_grad():
             model(**inputs, use_cache=False)
@@ -152,39 +169,7 @@ def record_block_calls(model, inputs: dict, blocks: torch.nn.ModuleList,
     finally:
         for h in handles:
             h.remove()
-    if not first_hidden or any(c is None for c in calls):
-        raise SparsescopeError(f"calibration forward never reached every block of {type(model).__name__}")
-    return first_hidden[0], calls
-
-
-def run_block(block, hidden: torch.Tensor, call) -> torch.Tensor:
-    rest, kwargs = call
-    out = block(hidden, *rest, **kwargs)
-    return out[0] if isinstance(out, (tuple, list)) else out
-
-
-def prune_blockwise(model, inputs: dict, make_pruner, prune_layer, progress: bool = True,
-                    streamer=None) -> None:
-    """Prune every linear layer inside every block, block by block, on calibration inputs.
-
-    make_pruner(layer) -> object with add_batch(inputs); prune_layer(pruner) prunes that layer. With a
-    streamer (a model on the meta device), each block is materialised before and spilled after."""
-    for stack, path, blocks in block_stacks(model):
-        hidden, calls = record_block_calls(model, inputs, blocks, streamer)
-        for i, block in enumerate(tqdm(blocks, desc=f"pruning {stack} blocks", disable=not progress)):
-            if streamer is not None:
-                streamer.load(lambda name, p=f"{path}.{i}.": name.startswith(p))
-            layers = {name: m for name, m in block.named_modules() if is_linear(m)}
-            pruners = {name: make_pruner(m) for name, m in layers.items()}
-            hooks = [m.register_forward_hook(lambda mod, args, out, p=pruners[name]: p.add_batch(args[0]))
-                     for name, m in layers.items()]
-            with torch.no_grad():
-                run_block(block, hidden, calls[i])
-            for h in hooks:
-                h.remove()
-            for pruner in pruners.values():
-                prune_layer(pruner)
-            with torch.no_grad():
-                hidden = run_block(block, hidden, calls[i])  # the pruned block's output feeds the next
-            if streamer is not None:
-                streamer.spill(f"{path}.{i}", block)
+        bar.close()
+    if working or len(done) != len(order):
+        raise SparsescopeError(f"calibration forward reached {len(done)} of the {len(order)} blocks of "
+                               f"{type(model).__name__}")

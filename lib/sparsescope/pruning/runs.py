@@ -4,7 +4,10 @@
   three reads of the checkpoint, never the model in memory;
 - layer_magnitude: the same fraction zeroed in every prunable matrix, streamed;
 - nm_magnitude: N:M along the input dimension (default 2:4), streamed;
-- wanda, sparsegpt: calibration-based, block by block on the loaded model (sparsegpt also N:M).
+- wanda, sparsegpt: calibration-based, block by block on the loaded model (sparsegpt also N:M);
+- ffn_magnitude, ffn_activation, heads: structured (structured.py): whole FFN neurons or attention heads
+  removed, written as a smaller dense model whose config says so; the sparsity is the share of prunable
+  parameters removed.
 
 Every run writes one folder (compressed and/or dense checkpoint, per-tensor sparsity, run info) under a
 temporary name renamed when complete; a finished run is reused, a folder of a different run refused.
@@ -26,29 +29,32 @@ from tqdm.auto import tqdm
 from ..artifacts import (PeakAnonymous, atomic_dir, atomic_write_text, manifest, peak_rss_bytes,
                          reset_peak_rss, write_json)
 from ..errors import SparsescopeError
-from ..sources.layouts import checkpoint_layout, tie_missing
+from ..sources.layouts import checkpoint_layout
 from ..sources.devices import resolve_device
 from ..sources.registry import describe, empty_model, load_model
 from ..sources.weights import iter_tensors, list_tensors, tag, tensor_aliases, weight_files
 from ..storage import FORMAT, VERSION, CheckpointWriter, checkpoint_bytes, copy_model_files
-from .calibration import DEFAULT_SEQLEN, block_stacks, calibration_budget, calibration_inputs, prune_blockwise
+from .calibration import DEFAULT_SEQLEN, calibration_budget, prune_blockwise
 from .layers import input_dim, is_linear
 from .magnitude import (Threshold, apply_threshold, check_sparsity, global_threshold, n_to_prune,
                         nm_magnitude, parse_nm, prune_smallest, torch_prune_global)
 from .sparsegpt import SparseGPT
-from .streaming import BlockStreamer
+from .structured import STRUCTURED, StructuredPruner, streamed_calibration
 from .wanda import Wanda
 
-METHODS = ("global_magnitude", "layer_magnitude", "nm_magnitude", "wanda", "sparsegpt")
+METHODS = ("global_magnitude", "layer_magnitude", "nm_magnitude", "wanda", "sparsegpt", *STRUCTURED)
 SAVE_FORMATS = ("compressed", "dense", "both")
-CALIBRATED = ("wanda", "sparsegpt")
+CALIBRATED = ("wanda", "sparsegpt", "ffn_activation", "heads")
+NM_METHODS = ("nm_magnitude", "wanda", "sparsegpt")
+STRUCTURED_SPARSITIES = (0.3, 0.5)   # shares of the prunable parameters removed by the FFN methods
+HEAD_SPARSITIES = (0.05, 0.1)        # ... and by heads (attention holds a quarter to a third of them)
 EXTRA_COMPONENTS = ("embedding", "head")  # pruned only with include_embeddings
 
 
 @dataclass(frozen=True)
 class PruneSpec:
     method: str
-    sparsity: float | None = None          # unstructured target; None with nm
+    sparsity: float | None = None          # unstructured target (structured: share removed); None with nm
     nm: str | None = None                  # "N:M" for nm_magnitude and N:M wanda/sparsegpt
     include_embeddings: bool = False
     n_samples: int | None = None           # None: enough windows to cover the widest layer's inputs
@@ -60,6 +66,9 @@ class PruneSpec:
             raise SparsescopeError(f"unknown pruning method {self.method!r}: use one of {', '.join(METHODS)}")
         if self.method == "nm_magnitude" and not self.nm:
             object.__setattr__(self, "nm", "2:4")
+        if self.method in STRUCTURED and (self.nm or self.include_embeddings):
+            raise SparsescopeError(f"{self.method} removes whole neurons or heads inside blocks: drop nm and "
+                                   "include_embeddings")
         if self.nm:
             if self.method in ("global_magnitude", "layer_magnitude"):
                 raise SparsescopeError(f"{self.method} is unstructured: drop nm, or use nm_magnitude for N:M")
@@ -68,8 +77,8 @@ class PruneSpec:
         else:
             check_sparsity(self.sparsity)
         if self.method in CALIBRATED and self.include_embeddings:
-            raise SparsescopeError("include_embeddings applies to the magnitude methods; wanda and sparsegpt "
-                                   "prune the linear layers inside blocks only")
+            raise SparsescopeError("include_embeddings applies to the magnitude methods; the calibrated "
+                                   "methods prune the linear layers inside blocks only")
         too_few = self.n_samples is not None and self.n_samples < 1
         if self.method in CALIBRATED and (too_few or self.seqlen < 8):
             raise SparsescopeError(f"calibration needs at least 1 sample of 8 tokens, got {self.n_samples} x "
@@ -172,15 +181,9 @@ def nm_magnitude_method(run: RunContext):
 def calibrated(run: RunContext):
     """Wanda or SparseGPT, block by block, with one block of the model in memory at a time (the rest on the
     meta device); the pruned tensors by stored name, read back from the run's spill files."""
-    spec, device = run.spec, resolve_device(run.device)
-    model = empty_model(run.folder)
-    layout = checkpoint_layout(run.folder)
-    streamer = BlockStreamer(model, run.folder, layout, run.work_dir / "blocks", device)
-    block_paths = tuple(f"{path}." for _, path, _ in block_stacks(model))
-    streamer.load(lambda name: not name.startswith(block_paths))  # embeddings, final norms, heads
-    tie_missing(model)  # embeddings the checkpoint stores once (T5's encoder/decoder copies of `shared`)
-    inputs = calibration_inputs(model, run.folder, run.budget["n_samples"], spec.seqlen, spec.seed)
-    inputs = {k: v.to(device) for k, v in inputs.items()}
+    spec, model = run.spec, empty_model(run.folder)
+    _, streamer, inputs = streamed_calibration(model, run.folder, run.work_dir, run.device,
+                                               run.budget["n_samples"], spec.seqlen, spec.seed)
     n, m = parse_nm(spec.nm) if spec.nm else (0, 0)
     pruner_cls = {"wanda": Wanda, "sparsegpt": SparseGPT}[spec.method]
     prune_blockwise(model, inputs, pruner_cls, lambda p: p.prune(spec.sparsity, n, m), run.progress, streamer)
@@ -192,8 +195,15 @@ def calibrated(run: RunContext):
 
 
 # method -> a function of the run returning prune(name, tensor) -> pruned tensor, called in checkpoint order
+# (structured pruners also say which other tensors they change, and rewrite the config: see StructuredPruner)
 PRUNERS = {"global_magnitude": GlobalMagnitude, "layer_magnitude": layer_magnitude,
-           "nm_magnitude": nm_magnitude_method, "wanda": calibrated, "sparsegpt": calibrated}
+           "nm_magnitude": nm_magnitude_method, "wanda": calibrated, "sparsegpt": calibrated,
+           **{method: StructuredPruner for method in STRUCTURED}}
+
+
+def run_kind(spec: PruneSpec) -> str:
+    """pruning.csv's `kind`: unstructured, nm or structured."""
+    return "structured" if spec.method in STRUCTURED else "nm" if spec.nm else "unstructured"
 
 
 def prune_model(model: str, out_dir: str | os.PathLike, spec: PruneSpec, save_format: str = "compressed",
@@ -222,20 +232,33 @@ def prune_model(model: str, out_dir: str | os.PathLike, spec: PruneSpec, save_fo
     if budget.get("note") and progress:
         print(f"{model}: {budget['note']}", flush=True)
     formats = ["compressed", "dense"] if save_format == "both" else [save_format]
+    structured = spec.method in STRUCTURED
+    if structured:  # a smaller dense model: nothing to compress, and any tool opens it
+        formats = ["dense"]
     per_tensor = []
     with atomic_dir(final) as tmp, PeakAnonymous() as anonymous:
         run = RunContext(model, folder, spec, targets, progress, tmp / ".work", device, budget)
         prune = PRUNERS[spec.method](run)
         writers = {f: CheckpointWriter(tmp / f) for f in formats}
+        nm_pattern = parse_nm(spec.nm) if spec.nm else None  # N:M runs get the "nm" index code
+        touched = getattr(prune, "touched", set())  # structured runs also cut biases
         stream = tqdm(iter_tensors(folder), desc="writing", total=len(targets.tags), disable=not progress)
         for name, w in stream:
-            if name in targets.names:
+            if name in targets.names or name in touched:
+                n_before = w.numel()
                 w = prune(name, w)
-                t = targets.tags[name]
-                per_tensor.append({"name": name, "stack": t.stack, "block": t.block, "component": t.component,
-                                   "n": w.numel(), "n_zero": int((w == 0).sum())})
+                if name in targets.names:
+                    t = targets.tags[name]
+                    # structured: the weights removed with their rows / columns count as pruned
+                    n_zero = n_before - w.numel() if structured else int((w == 0).sum())
+                    per_tensor.append({"name": name, "stack": t.stack, "block": t.block,
+                                       "component": t.component, "n": n_before, "n_zero": n_zero})
             for fmt, writer in writers.items():
-                (writer.add_sparse if name in targets.names and fmt == "compressed" else writer.add)(name, w)
+                if name in targets.names and fmt == "compressed":
+                    writer.add_sparse(name, w, (*nm_pattern, targets.names[name]) if nm_pattern else None)
+                else:
+                    writer.add(name, w)
+        finish, structure = getattr(prune, "finish", None), prune.describe() if structured else ""
         del prune  # its spill files are read until here
         shutil.rmtree(run.work_dir, ignore_errors=True)
         aliases = tensor_aliases(folder)
@@ -244,9 +267,12 @@ def prune_model(model: str, out_dir: str | os.PathLike, spec: PruneSpec, save_fo
             copy_model_files(folder, tmp / fmt, {"format": FORMAT, "version": VERSION, "source": model,
                                                  "aliases": aliases, **asdict(spec)}
                              if fmt == "compressed" else None)
+        if finish is not None:
+            finish(tmp / "dense")  # the smaller widths into the copied config.json
         pd.DataFrame(per_tensor).to_csv(tmp / "sparsity_by_tensor.csv", index=False)
         n_zeroed = sum(r["n_zero"] for r in per_tensor)
         row = {"method": spec.method, "target_sparsity": spec.sparsity, "nm": spec.nm or "",
+               "kind": run_kind(spec), "structure": structure,
                "achieved_sparsity": n_zeroed / targets.n_weights, "n_prunable": targets.n_weights,
                "n_zeroed": n_zeroed, "seconds": time.time() - started, "peak_rss_bytes": peak_rss_bytes(),
                "peak_anon_bytes": max(anonymous.peak, 0),
@@ -262,19 +288,25 @@ def prune_model(model: str, out_dir: str | os.PathLike, spec: PruneSpec, save_fo
 
 
 def plan_runs(methods: list[str], sparsities: list[float], nm: str | None = "2:4",
-              include_embeddings: bool = False, **calibration) -> list[PruneSpec]:
+              nm_methods: list[str] | tuple[str, ...] = NM_METHODS, include_embeddings: bool = False,
+              structured_sparsities=STRUCTURED_SPARSITIES, head_sparsities=HEAD_SPARSITIES,
+              **calibration) -> list[PruneSpec]:
     """Unstructured runs at every sparsity for global/layer/wanda/sparsegpt; N:M runs for nm_magnitude and,
-    when `nm` is set, for wanda and sparsegpt too. Calibration settings go to wanda/sparsegpt, the
-    embeddings option to the magnitude methods."""
+    when `nm` is set, for wanda and sparsegpt too; ffn_magnitude / ffn_activation at every share of
+    `structured_sparsities`, heads at every share of `head_sparsities`. `nm_methods` narrows which methods
+    get the N:M run (e.g. only nm_magnitude). Calibration settings go to the
+    calibrated methods, the embeddings option to the unstructured magnitude methods."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise SparsescopeError(f"unknown pruning method(s) {unknown}: use {', '.join(METHODS)}")
     specs = []
     for method in methods:
-        options = calibration if method in CALIBRATED else {"include_embeddings": include_embeddings}
-        if method != "nm_magnitude":
-            specs += [PruneSpec(method, float(s), **options) for s in sparsities]
-        if nm and method in ("nm_magnitude", *CALIBRATED):
+        options = calibration if method in CALIBRATED else {} if method in STRUCTURED else {
+            "include_embeddings": include_embeddings}
+        targets = head_sparsities if method == "heads" else structured_sparsities if method in STRUCTURED \
+            else sparsities if method != "nm_magnitude" else []
+        specs += [PruneSpec(method, float(s), **options) for s in targets]
+        if nm and method in NM_METHODS and method in nm_methods:
             specs.append(PruneSpec(method, nm=nm, **options))
     return specs
 
@@ -318,6 +350,8 @@ def pick_run(table: pd.DataFrame, method: str | None = None, target: float | Non
     """The unstructured run (of `method`, if given) whose target is nearest `target` — the highest target
     when `target` is None — or None when there is no such run."""
     runs = table[table["nm"].fillna("").astype(str) == ""]
+    if "kind" in runs:  # structured runs are smaller models, not sparse ones
+        runs = runs[runs["kind"] != "structured"]
     if method is not None:
         runs = runs[runs["method"] == method]
     if not len(runs):

@@ -3,9 +3,13 @@
 For one linear layer W (rows = outputs, columns = inputs) and calibration inputs X, it keeps the
 Hessian H = 2 X Xᵀ / n of the layer-wise squared error, dampens it (1% of its mean diagonal), and walks
 the columns left to right in blocks: inside a block the mask is chosen adaptively by the OBS saliency
-w² / [H⁻¹]²_jj, each pruned weight's error is spread over the remaining columns of the block through
-the Cholesky factor of H⁻¹, and the block's accumulated error updates all later columns at once (lazy
-batch update). With N:M, every M columns the M-N least salient weights of each row are chosen.
+w² / U²_jj = w² / [H_F⁻¹]_jj (U the upper Cholesky factor of H⁻¹, F the columns not yet done), each
+pruned weight's error is spread over the remaining columns of the block through U, and the block's
+accumulated error updates all later columns at once (lazy batch update). With N:M, every M columns
+the M-N least salient weights of each row are chosen.
+
+Written after the reference implementation (IST-DASLab/sparsegpt, `fasterprune`); the Cholesky rows
+equal the OBS quantities: U[j, j:] = [H_F^-1]_{j, F} / sqrt([H_F^-1]_jj), F = columns j.. still free.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import math
 
 import torch
 
+from ..errors import SparsescopeError
 from .layers import LinearView
 
 
@@ -33,6 +38,11 @@ class SparseGPT:
 
     def prune(self, sparsity: float, prune_n: int = 0, prune_m: int = 0, block_size: int = 128,
               damp: float = 0.01) -> None:
+        if prune_n and self.columns % prune_m:
+            raise SparsescopeError(f"N:M with M={prune_m} needs the input dimension ({self.columns}) of "
+                                   "every pruned matrix to be a multiple of M")
+        if prune_n:  # groups of M counted from each block's start: blocks must hold whole groups
+            block_size = max(block_size // prune_m, 1) * prune_m
         W = self.layer.weight().float().clone()
         H = self.H
         self.H = None

@@ -13,7 +13,6 @@ import contextlib
 import json
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,10 +24,21 @@ from ..artifacts import atomic_dir, atomic_write_text, results_path, write_json
 from ..errors import SparsescopeError
 from ..sources.registry import resolve
 
-ROOT = Path(__file__).resolve().parents[3]
-NOTEBOOKS = ROOT / "notebooks"
+ROOT = Path(__file__).resolve().parents[3]  # a source checkout's root, where sparsescope runs from one
+
+
+def packaged_path(relative: str, checkout: Path) -> Path:
+    """A file or folder that ships inside the package (the notebooks, the report template), found through
+    importlib.resources — in an installed copy, or in a checkout through the package's symlinks to
+    notebooks/ and report/ — or else at `checkout` (a checkout whose symlinks git did not keep)."""
+    from importlib.resources import files
+    found = Path(str(files("sparsescope").joinpath(relative)))
+    return found.resolve() if found.exists() else checkout
+
+
+NOTEBOOKS = packaged_path("notebooks", ROOT / "notebooks")
 REPORT_DIR = ROOT / "report"
-REPORT_TEMPLATE = REPORT_DIR / "sparsity_report.ipynb"
+REPORT_TEMPLATE = packaged_path("report/sparsity_report.ipynb", REPORT_DIR / "sparsity_report.ipynb")
 REPORT_TITLE = "Weight sparsity in transformers"
 KERNEL = "sparsescope"
 MARKER = ".complete.json"
@@ -55,6 +65,15 @@ def _methods(text: str) -> list[str]:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method {unknown[0]!r}: use any of {' '.join(METHODS)}")
+    return methods
+
+
+def _nm_methods(text: str) -> list[str]:
+    from ..pruning.runs import NM_METHODS
+    methods = _words(text)
+    wrong = [m for m in methods if m not in NM_METHODS]
+    if wrong:
+        raise ValueError(f"{wrong[0]!r} has no N:M run: use any of {' '.join(NM_METHODS)}")
     return methods
 
 
@@ -119,6 +138,7 @@ KNOBS = {
     "methods": (_methods, "pruning methods, e.g. \"wanda sparsegpt\""),
     "sparsities": (_sparsities, "unstructured targets, e.g. \"0.5 0.7\""),
     "nm": (_nm, "N:M pattern of nm_magnitude and N:M wanda/sparsegpt runs, e.g. 2:4; none: no N:M runs"),
+    "nm_methods": (_nm_methods, "methods that get the N:M run, e.g. nm_magnitude (default: all that can)"),
     "n_samples": (_n_samples, "calibration windows (auto: enough for the widest layer)"),
     "seqlen": (_integer(8), "tokens per calibration window"),
     "seed": (_integer(0), "seed of calibration and evaluation sampling"),
@@ -160,8 +180,8 @@ def notebook_defaults(stage: str) -> dict:
     import nbformat
     path = NOTEBOOKS / STAGES[stage].notebook
     if not path.exists():
-        raise SparsescopeError(f"{path} is missing: run from a checkout of sparsescope (the notebooks hold "
-                               "the stages' defaults)")
+        raise SparsescopeError(f"{path} is missing: reinstall sparsescope, or run from a checkout (the "
+                               "notebooks ship inside the package and hold the stages' defaults)")
     nb = nbformat.read(path, as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
     return {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(cell.source).body
@@ -205,7 +225,8 @@ def stage_status(out_dir: Path, key: dict) -> tuple[bool, str]:
     """(complete, why not): complete only when the marker is there and matches `key`."""
     marker = read_marker(out_dir)
     if not marker:
-        unfinished = Path(out_dir).is_dir() and any(Path(out_dir).iterdir())
+        # a notebook that ran here leaves its executed copy; the task graph's runs and scores come first
+        unfinished = Path(out_dir).is_dir() and any(Path(out_dir).glob("*.ipynb"))
         return False, "unfinished (no completion marker), running it again" if unfinished else ""
     changed = [k for k in sorted({*marker.get("parameters", {}), *key["parameters"]})
                if marker.get("parameters", {}).get(k) != key["parameters"].get(k)]
@@ -218,14 +239,15 @@ def stage_status(out_dir: Path, key: dict) -> tuple[bool, str]:
     return True, ""
 
 
-def run_once(out_dir, key: dict, work, atomic: bool, label: str) -> bool:
-    """work(folder) into out_dir unless complete for `key`; the marker is written last. True if it ran."""
+def run_once(out_dir, key: dict, work, atomic: bool, label: str, out=None) -> bool:
+    """work(folder) into out_dir unless complete for `key`; the marker is written last. True if it ran.
+    `out`: where its progress lines go (default stdout)."""
     out_dir = Path(out_dir)
     complete, why = stage_status(out_dir, key)
     if complete:
-        say(f"{label}: complete in {out_dir}, skipped")
+        say(f"{label}: complete in {out_dir}, skipped", out)
         return False
-    say(f"{label}: {why}" if why else f"{label}: running")
+    say(f"{label}: {why}" if why else f"{label}: running", out)
     started = time.time()
     if atomic:
         with atomic_dir(out_dir) as tmp:
@@ -237,7 +259,7 @@ def run_once(out_dir, key: dict, work, atomic: bool, label: str) -> bool:
         (out_dir / MARKER).unlink(missing_ok=True)
         work(out_dir)
         write_marker(out_dir, key, started)
-    say(f"{label}: done in {_duration(time.time() - started)}")
+    say(f"{label}: done in {_duration(time.time() - started)}", out)
     return True
 
 
@@ -246,8 +268,10 @@ def write_marker(folder: Path, key: dict, started: float) -> None:
                 "seconds": round(time.time() - started, 1)}, folder / MARKER)
 
 
-def say(line: str) -> None:
-    print(line, flush=True)  # flushed: worker processes' stdout is a pipe or file, block-buffered
+def say(line: str, out=None) -> None:
+    out = out or sys.stdout
+    out.write(line + "\n")  # one write: a line never interleaves with another thread's
+    out.flush()  # flushed: worker processes' stdout is a pipe or file, block-buffered
 
 
 def _duration(seconds: float) -> str:
@@ -257,14 +281,14 @@ def _duration(seconds: float) -> str:
 
 # ----------------------------------------------------------------------------------- notebooks
 def run_notebook(notebook: Path, out_dir: Path, parameters: dict, kernel: str = KERNEL,
-                 atomic: bool = True, prefix: str = "") -> bool:
+                 atomic: bool = True, prefix: str = "", out=None) -> bool:
     """Execute `notebook` into `out_dir` unless a complete run with these parameters is there; True if it
-    ran."""
+    ran. `out`: where its progress lines go (default stdout)."""
     parameters = {k: v for k, v in parameters.items() if k != "out_dir"}
 
     def work(folder: Path) -> None:
-        execute(notebook, folder / notebook.name, {**parameters, "out_dir": str(folder)}, kernel, prefix)
-    return run_once(out_dir, marker_key(parameters), work, atomic, f"{prefix}{notebook.name}")
+        execute(notebook, folder / notebook.name, {**parameters, "out_dir": str(folder)}, kernel, prefix, out)
+    return run_once(out_dir, marker_key(parameters), work, atomic, f"{prefix}{notebook.name}", out)
 
 
 # The kernel: IPC sockets in a private folder (TCP made ipykernel warn "running over TCP without
@@ -277,7 +301,7 @@ QUIET_SHUTDOWN = ("from ipykernel.kernelapp import IPKernelApp; IPKernelApp.inst
 KERNEL_ARGUMENTS = [f"--IPKernelApp.exec_lines={[TEXT_TQDM, QUIET_SHUTDOWN]!r}"]
 
 
-def execute(notebook: Path, output: Path, parameters: dict, kernel: str, prefix: str = "") -> None:
+def execute(notebook: Path, output: Path, parameters: dict, kernel: str, prefix: str = "", out=None) -> None:
     """papermill, its cells' output streamed to the terminal (prefixed, bars thinned) and a failure turned
     into one line (a SparsescopeError's own message where it is one)."""
     import papermill
@@ -286,7 +310,7 @@ def execute(notebook: Path, output: Path, parameters: dict, kernel: str, prefix:
     _quiet_dead_kernel_log()
     sockets = Path(tempfile.mkdtemp(prefix="sparsescope-kernel-"))
     config = Config({"KernelManager": {"transport": "ipc", "ip": str(sockets / "k")}})
-    stream = ProgressStream(prefix, notebook.name)
+    stream = ProgressStream(prefix, notebook.name, out=out)
     try:
         with stream.heartbeat():
             papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel,
@@ -375,7 +399,7 @@ class ProgressStream:
 
     def show(self, text: str) -> None:
         with self.lock:
-            print(f"{self.prefix}{text.strip()}", file=self.out or sys.stdout, flush=True)
+            say(f"{self.prefix}{text.strip()}", self.out)
             self.last_shown = self.clock()
 
     def beat(self) -> None:
@@ -416,6 +440,8 @@ class ProgressStream:
 class _Pipe:
     """A file papermill writes one stream (stdout or stderr) of the kernel to."""
 
+    encoding = "utf-8"  # what tqdm asks before drawing its bar in block characters
+
     def __init__(self, owner: ProgressStream):
         self.owner, self.pending = owner, ""
 
@@ -429,7 +455,8 @@ class _Pipe:
 
 # -------------------------------------------------------------------------------------- models
 def run_model(model: str, results: Path, knobs: dict | None = None, kernel: str = KERNEL) -> None:
-    """The three notebooks of one model, in order."""
+    """The three notebooks of one model, in order, in this process: the serial reference the task graph
+    (report.grid) is checked against."""
     prefix = f"[{model}] "
     pruning_dir = results_path(results, model, "pruning")
     for stage, spec in STAGES.items():
@@ -439,57 +466,13 @@ def run_model(model: str, results: Path, knobs: dict | None = None, kernel: str 
 
 
 def run_models(models: list[str], results: Path, kernel: str = KERNEL, knobs: dict | None = None,
-               jobs: int = 1) -> None:
-    """Every model's stages; with jobs > 1, that many models at once, each in its own process (so a crash or
-    an out-of-memory kill ends only that model). In parallel a failing model does not stop the others:
-    each failure is printed as it happens and the first one is raised, as one line, once all have ended."""
-    for model in models:
-        resolve(model)  # fail fast, with one line, on a bad name
-    if jobs <= 1 or len(models) <= 1:
-        for model in models:
-            run_model(model, results, knobs, kernel)
-        return
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-    failures = []
-    with tempfile.TemporaryDirectory(prefix="sparsescope-jobs-") as tmp, \
-            ThreadPoolExecutor(min(jobs, len(models))) as pool:
-        futures = {pool.submit(_run_in_process, model, results, knobs, kernel, Path(tmp) / f"{i}.error"):
-                   model for i, model in enumerate(models)}
-        for future in as_completed(futures):
-            model, error = futures[future], future.result()
-            if error:
-                failures.append(f"{model}: {error}")
-                say(f"[{model}] error: {error}")
-    if failures:
-        more = f" ({len(failures) - 1} other model(s) failed too, see above)" if len(failures) > 1 else ""
-        raise SparsescopeError(failures[0] + more)
-
-
-WORKER = "import sys; from sparsescope.report.pipeline import worker; sys.exit(worker(sys.argv[1]))"
-
-
-def _run_in_process(model: str, results: Path, knobs: dict | None, kernel: str, error_file: Path) -> str:
-    """run_model in a child Python; its failure as one line ('' when it succeeded)."""
-    job = {"model": model, "results": str(results), "knobs": knobs or {}, "kernel": kernel,
-           "error_file": str(error_file)}
-    code = subprocess.run([sys.executable, "-c", WORKER, json.dumps(job)]).returncode
-    if code == 0:
-        return ""
-    if error_file.exists():
-        return error_file.read_text().strip()
-    how = f"signal {-code}" if code < 0 else f"exit code {code}"
-    return f"its process ended with {how} (killed or out of memory, or see above); run again to resume"
-
-
-def worker(job_json: str) -> int:
-    """A child of run_models: one model's stages; a SparsescopeError goes to the parent through a file."""
-    job = json.loads(job_json)
-    try:
-        run_model(job["model"], Path(job["results"]), job["knobs"], job["kernel"])
-    except SparsescopeError as err:
-        Path(job["error_file"]).write_text(str(err))
-        return 2
-    return 0
+               jobs: int = 1, scheduler: str | None = None, report_dir=None):
+    """Every model's stages (and the report, given report_dir) as one task graph on Dask (report.grid): on a
+    local cluster running `jobs` tasks at once (1: today's serial order), or on the running cluster at
+    `scheduler`. A failing task does not stop the others: each failure is printed as it happens and the
+    first one is raised, as one line, once all have ended. Returns the grid's record (tasks, times)."""
+    from .grid import run_grid
+    return run_grid(models, results, kernel, knobs, jobs, scheduler, report_dir)
 
 
 # ------------------------------------------------------------------------ one stage, one model
@@ -526,17 +509,8 @@ def build_report(models: list[str], results: Path, report_dir: Path = REPORT_DIR
     return out
 
 
-# Print layout: A4, figures scaled to the page, tables in a smaller font and never split across pages.
-PRINT_CSS = """
-@page { size: A4; margin: 14mm 12mm; @bottom-center { content: counter(page); font-size: 8pt; } }
-body { font-size: 10pt; }
-img { max-width: 100% !important; height: auto !important; break-inside: avoid; }
-table { font-size: 7pt; break-inside: avoid; border-collapse: collapse; }
-th, td { padding: 1px 4px; }
-.jp-OutputArea-output, .jp-RenderedHTMLCommon, .jp-OutputArea { overflow: visible !important; }
-h2 { break-before: page; }
-h2, h3, h4 { break-after: avoid; }
-"""
+# Print layout (A4, figures at their own size, tables that wrap, contents with page numbers): print.css.
+PRINT_CSS = Path(__file__).with_name("print.css")
 
 
 def write_pdf(html_path: Path, pdf_path: Path) -> Path:
@@ -546,7 +520,7 @@ def write_pdf(html_path: Path, pdf_path: Path) -> Path:
     logging.getLogger("weasyprint").setLevel(logging.ERROR)  # nbconvert's CSS has rules it skips
     logging.getLogger("fontTools").setLevel(logging.ERROR)
     tmp = pdf_path.with_name(f".{pdf_path.name}.tmp")
-    css = weasyprint.CSS(string=PRINT_CSS)
+    css = weasyprint.CSS(filename=str(PRINT_CSS))
     weasyprint.HTML(filename=str(html_path)).write_pdf(str(tmp), stylesheets=[css])
     tmp.replace(pdf_path)
     return pdf_path

@@ -1,435 +1,1269 @@
-"""The report's words and tables, computed from saved results: every number in the prose comes from data."""
+"""The report's words, tables and figures, section by section, computed from saved results. Numbers and the
+conditions behind every conclusion come from facts.py; prose comes from the Markdown templates in
+templates/; each section returns its parts in order, ("md", text) or ("html", figure or table)."""
+
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..analysis.distribution import Distribution, load_distribution
-from ..artifacts import results_path
-from ..errors import SparsescopeError
-from ..pruning.runs import per_matrix_sparsity, pick_run, run_label
+from . import facts as F
+from .facts import ModelResults, join, megabytes, millions, num, pct, plural, ratio
+from .html import Numbering, pack, render, toc
 
+# Published one-shot WikiText-2 perplexities, shown for scale with their sources. They were measured on
+# WikiText-2 (test) with a 2048-token context and 128 × 2048-token C4 calibration windows, not on this
+# suite's corpus and windows: compare ratios to dense, never perplexities.
+SPARSEGPT, WANDA, WANDA_LLAMA = "[1]", "[2]", "[3]"
+SOURCES = {
+    SPARSEGPT: "SparseGPT paper (Frantar & Alistarh, ICML 2023, arXiv:2301.00774), OPT results on WikiText-2",
+    WANDA: "Wanda paper (Sun et al., ICLR 2024, arXiv:2306.11695), OPT-125M results",
+    WANDA_LLAMA: "Wanda paper (Sun et al., ICLR 2024), LLaMA-2 results, as listed in the README of "
+    "github.com/locuslab/wanda",
+}
+PUBLISHED = pd.DataFrame(
+    [
+        ("OPT-125M", "dense", 0.0, "", 27.66, SPARSEGPT),
+        ("OPT-125M", "magnitude 50%", 0.5, "", 193.4, SPARSEGPT),
+        ("OPT-125M", "SparseGPT 50%", 0.5, "", 36.7, SPARSEGPT),
+        ("OPT-125M", "Wanda 50%", 0.5, "", 39.3, WANDA),
+        ("OPT-125M", "magnitude 2:4", 0.5, "2:4", 341.5, SPARSEGPT),
+        ("OPT-125M", "SparseGPT 2:4", 0.5, "2:4", 60.7, SPARSEGPT),
+        ("OPT-125M", "Wanda 2:4", 0.5, "2:4", 81.6, WANDA),
+        ("LLaMA-2-7B", "dense", 0.0, "", 5.12, WANDA_LLAMA),
+        ("LLaMA-2-7B", "magnitude 50%", 0.5, "", 14.89, WANDA_LLAMA),
+        ("LLaMA-2-7B", "SparseGPT 50%", 0.5, "", 6.51, WANDA_LLAMA),
+        ("LLaMA-2-7B", "Wanda 50%", 0.5, "", 6.42, WANDA_LLAMA),
+        ("LLaMA-2-7B", "magnitude 2:4", 0.5, "2:4", 54.59, WANDA_LLAMA),
+        ("LLaMA-2-7B", "SparseGPT 2:4", 0.5, "2:4", 10.17, WANDA_LLAMA),
+        ("LLaMA-2-7B", "Wanda 2:4", 0.5, "2:4", 11.02, WANDA_LLAMA),
+    ],
+    columns=["model", "setting", "sparsity", "nm", "perplexity", "source"],
+)
+PUBLISHED_SETTING = "WikiText-2 test set, 2048-token context, calibration on 128 × 2048-token C4 windows"
 
-def load_results(results_dir: str | os.PathLike, models: list[str]) -> list[Distribution]:
-    out = []
-    for model in models:
-        folder = results_path(results_dir, model, "distribution")
-        if not (folder / "summary.json").exists():
-            raise SparsescopeError(f"no distribution results for {model!r} in {folder}: run `make report` "
-                                   f"(or notebook 01 with out_dir={folder}) first")
-        out.append(load_distribution(folder))
-    return out
+# One-shot against iterative pruning in the literature, for the question this suite does not measure.
+LITERATURE = pd.DataFrame(
+    [
+        (
+            "iterative: prune, retrain, repeat",
+            "AlexNet, VGG-16 (ImageNet)",
+            "9× (AlexNet) and 13× (VGG-16) fewer parameters without loss of accuracy",
+            "Han et al., NeurIPS 2015, arXiv:1506.02626 (abstract)",
+        ),
+        (
+            "gradual pruning with fine-tuning (oBERT), compounded with quantisation",
+            "BERT-base",
+            "10× smaller model with < 1% accuracy drop",
+            "Kurtic et al., EMNLP 2022, arXiv:2203.07259 (abstract)",
+        ),
+        (
+            "one-shot, no retraining (SparseGPT)",
+            "OPT-175B, BLOOM-176B",
+            "60% unstructured sparsity with negligible increase in perplexity",
+            "Frantar & Alistarh, ICML 2023, arXiv:2301.00774 (abstract)",
+        ),
+    ],
+    columns=["how", "models", "reported", "source"],
+)
 
-
-def pct(x: float) -> str:
-    """A share as a percentage with enough digits to be non-zero when it is."""
-    v = 100.0 * x
-    if v == 0:
-        return "0%"
-    if v >= 10:
-        return f"{v:.1f}%"
-    return f"{v:.2g}%" if v < 1 else f"{v:.2f}%"
-
-
-def millions(n: int) -> str:
-    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
-
-
-def model_selection_table(dists: list[Distribution]) -> pd.DataFrame:
-    rows = []
-    for d in dists:
-        info = d.summary["model_info"]
-        rows.append({"model": d.name, "family": d.summary["family"], "architecture": info["architecture"],
-                     "parameters": millions(d.summary["n_params"]),
-                     "prunable": millions(d.summary["n_prunable"]), "layers": info["layers"],
-                     "stored dtype": ", ".join(sorted(d.tensors["dtype"].unique()))})
-    return pd.DataFrame(rows).set_index("model")
-
-
-def model_sources_table(dists: list[Distribution]) -> pd.DataFrame:
-    return pd.DataFrame([{"model": d.name, "source": d.summary["model_info"]["source"],
-                          "why": d.summary["model_info"]["why"]} for d in dists]).set_index("model")
-
-
-def model_selection_text(dists: list[Distribution]) -> str:
-    families = sorted({d.summary["family"] for d in dists})
-    total = sum(d.summary["n_params"] for d in dists)
-    lines = [f"This report covers {len(dists)} model(s) from {len(families)} "
-             f"famil{'y' if len(families) == 1 else 'ies'} "
-             f"({', '.join(families)}), {millions(total)} weights in all. "
-             "A weight is *prunable* when it is the 2-D matrix of a linear (or GPT-2 Conv1D) layer inside a "
-             "transformer block; embeddings, norms, biases, convolutions and output heads are not."]
-    for d in dists:
-        note = d.summary["model_info"].get("note")
-        if note:
-            lines.append(f"**Caveat for {d.name}:** {note}.")
-    return "\n\n".join(lines)
-
-
-def histogram_text(d: Distribution) -> str:
-    a, p = d.summary["all"], d.summary["prunable"]
-    text = (f"**{d.name}** ({d.summary['family']}): {pct(a['frac_below']['1e-2'])} of its {millions(a['n'])} "
-            "weights "
-            f"lie below 1e-2 and {pct(a['frac_below']['1e-3'])} below 1e-3; the median |w| is "
-            f"{a['quantiles']['0.5']:.3g} and the 99th percentile {a['quantiles']['0.99']:.3g}. Among the "
-            "prunable "
-            f"weights {pct(p['frac_below']['1e-2'])} lie below 1e-2 (median {p['quantiles']['0.5']:.3g}). "
-            f"Exact zeros: {a['n_zero']:,} ({pct(a['frac_zero'])}). The excess kurtosis of the prunable "
-            "weights is "
-            f"{p['excess_kurtosis']:.1f} (0 for a Gaussian), and {pct(p['outlier_frac'])} of them lie beyond "
-            "six "
-            "standard deviations of their own matrix.")
-    return text
-
-
-def cdf_text(dists: list[Distribution]) -> str:
-    ranked = sorted(dists, key=lambda d: d.summary["prunable"]["frac_below"]["1e-2"], reverse=True)
-    parts = [f"{d.name} {pct(d.summary['prunable']['frac_below']['1e-2'])}" for d in ranked]
-    text = ("Share of prunable weights below 1e-2, highest first: " + ", ".join(parts) + ". ")
-    if len(ranked) > 1:
-        hi, lo = ranked[0], ranked[-1]
-        text += (f"At 50% sparsity a global magnitude threshold would sit at |w| ≈ "
-                 f"{hi.summary['prunable']['quantiles']['0.5']:.3g} for {hi.name} but "
-                 f"{lo.summary['prunable']['quantiles']['0.5']:.3g} for {lo.name}: magnitude scales differ "
-                 "between "
-                 "families, which is why one threshold cannot be shared across models.")
-    return text
-
-
-def layer_text(d: Distribution) -> str:
-    parts = []
-    for stack, items in d.blocks().items():
-        medians = np.array([median(acc) for _, acc in items])
-        depth = np.arange(len(medians))
-        if len(medians) > 2:
-            rho = float(pd.Series(depth).corr(pd.Series(medians), method="spearman"))
-            trend = ("grows with depth" if rho > 0.5 else "shrinks with depth" if rho < -0.5 else
-                     "has no monotone trend with depth")
-            trend += f" (Spearman ρ = {rho:.2f} over {len(items)} blocks)"
-        else:
-            trend = f"cannot show a depth trend over only {len(items)} block(s)"
-        lo, hi = int(np.argmin(medians)), int(np.argmax(medians))
-        parts.append(f"In the {stack} of {d.name} the median prunable |w| {trend}: it ranges from "
-                     f"{medians[lo]:.3g} (block {items[lo][0]}) to "
-                     f"{medians[hi]:.3g} (block {items[hi][0]}), a factor {medians[hi] / medians[lo]:.2f}.")
-    return " ".join(parts)
-
-
-def median(acc) -> float:
-    return acc.quantiles((0.5,))["0.5"]
-
-
-def statistics_table(dists: list[Distribution]) -> pd.DataFrame:
-    rows = []
-    for d in dists:
-        for group in ("all", "prunable"):
-            s = d.summary[group]
-            rows.append({"model": d.name, "weights": group, "count": f"{s['n']:,}",
-                         "exact zeros": f"{s['n_zero']:,}",
-                         **{f"< {k}": pct(v) for k, v in s["frac_below"].items()},
-                         "median |w|": f"{s['quantiles']['0.5']:.3g}",
-                         "p99 |w|": f"{s['quantiles']['0.99']:.3g}",
-                         "excess kurtosis": f"{s['excess_kurtosis']:.1f}", "> 6σ": pct(s["outlier_frac"])})
-    return pd.DataFrame(rows).set_index(["model", "weights"])
-
-
-# -------------------------------------------------------------------------------- sparsification
+# The seed study's models, whose place the packaged stand-ins take (parameter counts of their model cards).
+SEED_MODELS = {
+    "encoder-only": ("bert-large-uncased", 336e6),
+    "decoder-only": ("gpt2-xl", 1.558e9),
+    "encoder-decoder": ("t5-v1_1-xl", 2.85e9),
+}
+CORPORA = {
+    "sotu": "State of the Union addresses 2001–2021 (the evaluation split; calibration uses 1790–2000)",
+    "wikitext2": "WikiText-2 raw, test split",
+}
 METHOD_WORDS = {
     "global_magnitude": "**Global magnitude** (the seed's method): one threshold on |w| over all prunable "
-                        "weights of "
-                        "the model; the matrices with many small weights lose more.",
+                        "weights of the model; the matrices with many small weights lose more.",
     "layer_magnitude": "**Layer-wise magnitude**: the same fraction of the smallest |w| is zeroed in every "
                        "matrix.",
-    "nm_magnitude": "**N:M magnitude**: in every group of M consecutive input weights of a row, only the N "
-                    "largest "
-                    "survive — the pattern sparse tensor cores execute (2:4).",
+    "nm_magnitude": "**N:M magnitude**: in every group of M consecutive input weights of a row only the N "
+                    "largest survive — the pattern sparse tensor cores execute (2:4).",
     "wanda": "**Wanda**: each weight is scored by |w| times the norm of its input feature over calibration "
-             "text, "
-             "and the lowest scores of each output row are zeroed; no weight is updated.",
+             "text; the lowest scores of each output row are zeroed; no weight is updated.",
     "sparsegpt": "**SparseGPT**: the mask is chosen column block by column block by the "
-                 "optimal-brain-surgeon "
-                 "saliency, and the surviving weights are updated to reconstruct each layer's output on the "
-                 "calibration inputs.",
+                 "optimal-brain-surgeon saliency, and the surviving weights are updated to reconstruct each "
+                 "layer's output on the calibration inputs.",
+    "ffn_magnitude": "**FFN magnitude** (structured): whole MLP neurons with the smallest weight norms are "
+                     "removed; the model gets smaller, not sparser.",
+    "ffn_activation": "**FFN activation** (structured): whole MLP neurons with the smallest activations on "
+                      "calibration text are removed.",
+    "heads": "**Heads** (structured): whole attention heads are removed.",
 }
+SECTIONS = [
+    (2, "Summary"),
+    (2, "Model Selection"),
+    (2, "Sparsity Structure"),
+    (3, "Distributions"),
+    (3, "Depth"),
+    (2, "Sparsification"),
+    (3, "Layer collapse"),
+    (3, "Attention and MLP matrices"),
+    (2, "Benchmarks"),
+    (3, "Size"),
+    (3, "Runtime"),
+    (3, "Quality"),
+    (3, "Trade-offs"),
+    (2, "Challenges of Sparsification"),
+]
+
+Parts = list[tuple[str, str]]
 
 
-def load_pruning(results_dir: str | os.PathLike, model: str):
-    folder = results_path(results_dir, model, "pruning")
-    if not (folder / "pruning.csv").exists():
-        raise SparsescopeError(f"no pruning results for {model!r} in {folder}: run `make report` "
-                               f"(or notebook 02 with out_dir={folder}) first")
-    table = pd.read_csv(folder / "pruning.csv", keep_default_na=False)
-    return folder, table, per_matrix_sparsity(table)
+def show(parts: Parts) -> None:
+    """Display a section's parts in a notebook, each lead-in kept with the figure or table it introduces."""
+    from IPython.display import HTML, Markdown, display
+
+    for kind, body in pack(parts):
+        display(Markdown(body) if kind == "md" else HTML(body))
 
 
-def methods_text(methods) -> str:
-    return "\n".join(f"- {METHOD_WORDS[m]}" for m in METHOD_WORDS if m in set(methods))
+def load_results(results_dir: str | os.PathLike, models: list[str]) -> list[ModelResults]:
+    return [F.load_model(results_dir, m) for m in models]
 
 
-def pruning_text(model: str, table: pd.DataFrame, per_matrix: pd.DataFrame, dist: Distribution) -> str:
-    parts = []
-    probe = pick_run(table, "global_magnitude", 0.5)
-    if probe is not None:
-        target = probe["target_sparsity"]
-        g = per_matrix[(per_matrix["method"] == "global_magnitude") & (per_matrix["nm"] == "")
-                       & (per_matrix["target_sparsity"] == target)]
-        lo, hi = g.loc[g["sparsity"].idxmin()], g.loc[g["sparsity"].idxmax()]
-        parts.append(f"Global magnitude pruning of {model} at {target:.0%} zeroes from {lo['sparsity']:.1f}% "
-                     f"({lo['name']}) to {hi['sparsity']:.1f}% ({hi['name']}) of individual matrices; the "
-                     "layer-wise "
-                     "methods hold each matrix at the target by construction.")
-    row = pick_run(table, None, 0.5)
-    if row is not None:
-        share = dist.summary["n_prunable"] / dist.summary["n_params"]
-        parts.append(f"At {row['achieved_sparsity']:.0%} sparsity the compressed checkpoint takes "
-                     f"{100 * row['saved_bytes'] / row['dense_bytes']:.1f}% of the dense file "
-                     f"({row['saved_bytes'] / 1e6:.1f} MB vs {row['dense_bytes'] / 1e6:.1f} MB); prunable "
-                     "matrices "
-                     f"are {share:.0%} of {model}'s weights, the rest is stored as it was.")
-        top = pick_run(table, None, None)
-        parts.append(f"At {top['achieved_sparsity']:.0%} it takes "
-                     f"{100 * top['saved_bytes'] / top['dense_bytes']:.1f}%.")
-    slowest = table.loc[table["seconds"].idxmax()]
-    parts.append(f"The slowest run was {slowest['method']} ({slowest['seconds']:.0f} s); the largest peak "
-                 "memory of "
-                 f"any run was {table['peak_rss_bytes'].max() / 2 ** 30:.2f} GB.")
-    return " ".join(parts)
+def caveat(m: ModelResults) -> str:
+    """The short form of a model's caveat, for every caption and table where its weights or scores appear."""
+    info = m.dist.summary["model_info"]
+    if "Q4_1" in info.get("note", "") + info.get("source", ""):
+        return f"{m.name}'s weights were de-quantised from 4-bit Q4_1, so its |w| sit on a 4-bit grid"
+    return info.get("note", "")
 
 
-def size_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    rows = []
-    for model, t in tables.items():
-        for r in t.itertuples():
-            rows.append({"model": model, "method": r.method, "target": r.nm or f"{r.target_sparsity:.0%}",
-                         "achieved": f"{100 * r.achieved_sparsity:.2f}%",
-                         "dense MB": f"{r.dense_bytes / 1e6:.1f}", "saved MB": f"{r.saved_bytes / 1e6:.1f}",
-                         "saved / dense": f"{r.saved_bytes / r.dense_bytes:.3f}",
-                         "seconds": f"{r.seconds:.1f}", "peak RSS GB": f"{r.peak_rss_bytes / 2 ** 30:.2f}"})
-    return pd.DataFrame(rows).set_index(["model", "method", "target"])
+def runs_at(m: ModelResults, target: float = 0.5) -> pd.DataFrame:
+    """The runs the summary compares: unstructured at `target`, every N:M run, structured at `target`."""
+    p = m.pruning
+    if not len(p):
+        return p
+    kind = p["kind"] if "kind" in p else pd.Series("", index=p.index)
+    near = np.isclose(p["target_sparsity"].astype(float), target)
+    return p[(near & (p["nm"] == "")) | (p["nm"] != "") | (near & (kind == "structured"))]
 
 
-# ------------------------------------------------------------------------------------ quality
-PRIMARY_METRIC = {"perplexity": "lower", "mlm_loss": "lower", "span_loss": "lower", "token_loss": "lower",
-                  "retrieval_top1": "higher"}
-# Published one-shot results on WikiText-2 (SparseGPT and Wanda papers), printed beside ours for scale.
-PUBLISHED_WIKITEXT2 = pd.DataFrame(
-    [("OPT-125M", "dense", 27.66), ("OPT-125M", "magnitude 50%", 193.4),
-     ("OPT-125M", "SparseGPT 50%", 36.7), ("OPT-125M", "Wanda 50%", 39.3),
-     ("OPT-125M", "magnitude 2:4", 341.5), ("OPT-125M", "SparseGPT 2:4", 60.7),
-     ("OPT-125M", "Wanda 2:4", 81.6), ("LLaMA-2-7B", "dense", 5.12), ("LLaMA-2-7B", "magnitude 50%", 14.89),
-     ("LLaMA-2-7B", "SparseGPT 50%", 6.51), ("LLaMA-2-7B", "Wanda 50%", 6.42)],
-    columns=["model", "setting", "WikiText-2 perplexity (published)"]).set_index(["model", "setting"])
+class Report:
+    """The report of some models' results: each section method returns its parts in reading order."""
 
+    def __init__(self, results_dir: str | os.PathLike, models: list[str]):
+        self.models = load_results(results_dir, models)
+        self.n = Numbering()
 
-def load_quality(results_dir: str | os.PathLike, model: str) -> tuple[Path, pd.DataFrame]:
-    folder = results_path(results_dir, model, "benchmarks")
-    if not (folder / "quality.csv").exists():
-        raise SparsescopeError(f"no quality results for {model!r} in {folder}: run `make report` "
-                               f"(or notebook 03 with out_dir={folder}) first")
-    return folder, pd.read_csv(folder / "quality.csv", keep_default_na=False)
+    # ------------------------------------------------------------------------------ shared facts
+    def quality_points(self) -> pd.DataFrame:
+        """One row per pruned run with its KL from dense and its quality kept relative to dense."""
+        rows = []
+        for m in self.models:
+            q = m.quality
+            metric = F.primary_metric(q) if len(q) else None
+            if metric is None:
+                continue
+            dense = F.dense_value(q, metric)
+            for _, r in q[(q["metric"] == metric) & (q["method"] != "dense")].iterrows():
+                same = q[
+                    (q["method"] == r["method"])
+                    & (q["nm"] == r["nm"])
+                    & np.isclose(q["target_sparsity"].astype(float), float(r["target_sparsity"]))
+                ]
+                kl = same[same["metric"] == "kl_from_dense"]["value"]
+                rows.append(
+                    {
+                        "model": m.name,
+                        "method": r["method"],
+                        "nm": r["nm"],
+                        "sparsity": float(r["target_sparsity"]),
+                        "metric": metric,
+                        "kl": float(kl.iloc[0]) if len(kl) else math.nan,
+                        "kept": F.kept(metric, float(r["value"]), dense),
+                    }
+                )
+        return pd.DataFrame(rows, columns=["model", "method", "nm", "sparsity", "metric", "kl", "kept"])
 
+    def published_points(self) -> pd.DataFrame:
+        dense = PUBLISHED[PUBLISHED["setting"] == "dense"].set_index("model")["perplexity"]
+        out = PUBLISHED[
+            (PUBLISHED["setting"] != "dense") & (PUBLISHED["model"] == "OPT-125M") & (PUBLISHED["nm"] == "")
+        ]
+        return out.assign(
+            kept=[dense[m] / p for m, p in zip(out["model"], out["perplexity"])],
+            label=[
+                f"{m} {s}, published {src}" for m, s, src in zip(out["model"], out["setting"], out["source"])
+            ],
+        )
 
-def quality_table(quality: pd.DataFrame) -> pd.DataFrame:
-    labels = [run_label(*key) for key in zip(quality["method"], quality["target_sparsity"], quality["nm"])]
-    q = quality.assign(run=labels)
-    table = q.pivot_table(index="run", columns="metric", values="value", sort=False)
-    return table.map(lambda v: f"{v:.4g}")
+    def speed_of(self, m: ModelResults, run) -> str:
+        """The summary's speed cell of one run: its own latency for a structured run; for a sparse run the
+        dense-kernel measurement (zeros cost the same in dense kernels, whichever method chose them)."""
+        rt = m.runtime
+        if getattr(run, "kind", "") == "structured":
+            rows = F.rows_of(rt, "structured-prefill")
+            rows = (
+                rows[rows["run"] == Path(run.checkpoint).parent.name] if len(rows) and "run" in rows else rows
+            )
+        else:
+            rows = F.rows_of(rt, "dense-kernels")
+        if not len(rows):
+            return "not measured"
+        batch = F.column(rows, "batch")
+        r = rows.loc[batch.idxmin()] if batch.notna().any() else rows.iloc[0]
+        cell = F.speed_cell(float(r["speedup"]), F.speed_interval(dict(r)))
+        return cell + ("" if getattr(run, "kind", "") == "structured" else " †")
 
+    # ---------------------------------------------------------------------------------- summary
+    def title(self) -> Parts:
+        families = sorted({m.family for m in self.models})
+        total = sum(m.dist.summary["n_params"] for m in self.models)
+        methods = sorted({x for m in self.models if len(m.pruning) for x in m.pruning["method"]})
+        devices = sorted(
+            {d for m in self.models if len(m.runtime) and "device" in m.runtime for d in m.runtime["device"]}
+        )
+        text = (
+            f"# Weight sparsity in transformers\n\n{plural(len(self.models), 'model')} "
+            f"({join([m.name for m in self.models])}; {join(families)}), {millions(total)} weights in all, "
+            f"pruned one-shot by {plural(len(methods), 'method')} and measured for size, speed "
+            f"({'on ' + join(devices) if devices else 'not measured'}) and quality. Every number below comes "
+            "from the run "
+            "that wrote this report; published figures are marked as such with their source."
+        )
+        return [("md", text)]
 
-def quality_text(model: str, quality: pd.DataFrame) -> str:
-    metric = next(m for m in PRIMARY_METRIC if m in set(quality["metric"]))
-    better = PRIMARY_METRIC[metric]
-    rows = quality[quality["metric"] == metric]
-    dense = float(rows[rows["method"] == "dense"]["value"].iloc[0])
-    n_tokens = int(rows["n_tokens"].iloc[0])
-    unit = "passages" if metric == "retrieval_top1" else "scored tokens"
-    parts = [f"Dense {model}: {metric} {dense:.4g} ({n_tokens:,} {unit} of held-out text)."]
-    pruned = rows[rows["method"] != "dense"]
-    for (target, nm), group in pruned.groupby(["target_sparsity", "nm"], sort=True):
-        ranked = group.sort_values("value", ascending=(better == "lower"))
-        items = ", ".join(f"{r.method} {r.value:.4g}" for r in ranked.itertuples())
-        parts.append(f"At {nm or f'{target:.0%}'}: {items} (best first).")
-    kl = quality[(quality["metric"] == "kl_from_dense") & (quality["method"] != "dense")]
-    if len(kl):
-        low = kl.loc[kl["value"].idxmin()]
-        parts.append("The output distribution moves least under "
-                     f"{run_label(low['method'], low['target_sparsity'], low['nm'])} "
-                     f"(KL {low['value']:.3g} nats from dense).")
-    return " ".join(parts)
+    def contents(self) -> Parts:
+        return [("html", toc(SECTIONS[1:]))]
 
+    def summary_table(self) -> pd.DataFrame:
+        rows = []
+        for m in self.models:
+            metric = F.primary_metric(m.quality) if len(m.quality) else None
+            dense = F.dense_value(m.quality, metric) if metric else None
+            for run in runs_at(m).itertuples():
+                label = F.run_label(run.method, run.target_sparsity, run.nm)
+                q = (
+                    m.quality[
+                        (m.quality["method"] == run.method)
+                        & (m.quality["nm"] == run.nm)
+                        & np.isclose(m.quality["target_sparsity"].astype(float), float(run.target_sparsity))
+                    ]
+                    if len(m.quality)
+                    else m.quality
+                )
+                cell = kl = "not measured"
+                if metric and len(q[q["metric"] == metric]):
+                    r = dict(q[q["metric"] == metric].iloc[0])
+                    cell = f"{F.value_text(r)} ({F.relative_words(metric, float(r['value']), dense)})"
+                if len(q[q["metric"] == "kl_from_dense"]):
+                    kl = F.value_text(dict(q[q["metric"] == "kl_from_dense"].iloc[0]))
+                rows.append(
+                    {
+                        "model": f"{m.name} ({F.METRIC_WORDS.get(metric, 'no metric')})",
+                        "run": label,
+                        "quality vs dense": cell,
+                        "KL (nats)": kl,
+                        "bytes vs dense": pct(run.saved_bytes / run.dense_bytes),
+                        "speed, batch 1": self.speed_of(m, run),
+                    }
+                )
+        return pd.DataFrame(rows).set_index(["model", "run"]) if rows else pd.DataFrame()
 
-# ----------------------------------------------------------------------------- size and runtime
-def load_benchmark(results_dir: str | os.PathLike, model: str, name: str) -> pd.DataFrame:
-    path = results_path(results_dir, model, "benchmarks") / f"{name}.csv"
-    if not path.exists():
-        raise SparsescopeError(f"no {name} results for {model!r} at {path}: run `make report` first")
-    return pd.read_csv(path, keep_default_na=False)
-
-
-def size_text(model: str, sizes: pd.DataFrame) -> str:
-    un = sizes[sizes["nm"] == ""].sort_values("achieved_sparsity")
-    parts = []
-    for target in sorted(un["target_sparsity"].unique()):
-        r = un[un["target_sparsity"] == target].iloc[0]
-        parts.append(f"at {r['achieved_sparsity']:.0%} the pruned matrices of {model} cost "
-                     f"{r['bits_per_weight']:.2f} bits "
-                     f"per weight against an entropy bound of {r['bound_bits_per_weight']:.2f} "
-                     f"({r['ratio_to_bound']:.3f}×), and the whole checkpoint is "
-                     f"{r['saved_over_dense']:.1%} "
-                     "of the dense file")
-    worst = sizes.loc[sizes["ratio_to_bound"].idxmax()]
-    return ("; ".join(parts) + f". Over all {len(sizes)} runs the code is at most "
-                               f"{worst['ratio_to_bound']:.3f}× the "
-            "entropy bound; what remains of the file is the part that is not pruned (embeddings, norms, "
-            "heads).")
-
-
-def runtime_text(model: str, runtime: pd.DataFrame, crossovers: pd.DataFrame) -> str:
-    parts = []
-    dense_kernels = runtime[runtime["kind"] == "dense-kernels"]
-    for r in dense_kernels.itertuples():
-        parts.append(f"With dense kernels the {r.sparsity:.0%}-sparse {model} runs a batch of "
-                     f"{int(float(r.batch))} at "
-                     f"{r.speedup:.2f}× the dense model's speed ({r.sparse_ms:.1f} ms vs {r.dense_ms:.1f} "
-                     "ms).")
-    csr = crossovers[crossovers["kind"] == "kernel-csr"]
-    if len(csr):
-        found = csr[csr["crossover_sparsity"] != ""]
-        for n in sorted(csr["tokens"].unique()):
-            at = found[found["tokens"] == n]["crossover_sparsity"].astype(float)
-            never = int((csr["tokens"] == n).sum() - len(at))
-            if len(at):
-                span = f"{at.min():.0%}"
-                if round(at.min(), 2) != round(at.max(), 2):
-                    span += f"–{at.max():.0%}"
-                parts.append(f"With {n} token(s) per batch, CSR beats dense from {span} sparsity depending "
-                             "on the "
-                             "matrix" + (f" (never, up to {runtime['sparsity'].max():.0%}, for {never} "
-                                         "shape(s))."
-                                         if never else "."))
+    def headlines(self) -> list[str]:
+        """4–6 findings, each leading with its number, each only where its condition holds."""
+        out = []
+        kl = F.kl_by_target(self.models)
+        half = kl[np.isclose(kl["target_sparsity"].astype(float), 0.5)] if len(kl) else kl
+        if len(half):
+            best = half.loc[half.groupby("model")["value"].idxmin()]
+            gm = half[half["method"] == "global_magnitude"]
+            alone, tied, cases = F.calibrated_count(self.models)
+            span = f"{num(best['value'].min())}–{num(best['value'].max())}"
+            lead = f"**{span} nats** of KL from dense at 50% with the "
+            by_method = best.groupby("method", sort=False)["model"].apply(list)
+            who = [f"{method} for {f'all {len(ms)} models' if len(ms) == len(best) > 1 else join(ms)}"
+                   for method, ms in by_method.items()]
+            lead += f"best method per model ({join(who)})"
+            if len(gm):
+                lead += f", against {num(gm['value'].min())}–{num(gm['value'].max())} for global magnitude"
+            lead += (
+                f". A calibrated method (Wanda or SparseGPT) leads clear of the others in {alone} of {cases} "
+                f"models" + (f" and ties for the lead in {tied}" if tied else "") + "."
+            )
+            out.append(lead)
+        collapses = [(m, F.layer_collapse(m.per_matrix)) for m in self.models]
+        collapses = [(m, c) for m, c in collapses if len(c)]
+        if collapses:  # the model whose lowest target already empties a matrix the most
+            m, c = max(collapses, key=lambda mc: mc[1]["zeroed"].iloc[0])
+            if c["zeroed"].max() >= 0.9:
+                out.append("**" + F.collapse_sentence(m.name, c).replace(" of `", "** of `", 1))
+        sized = [m for m in self.models if self._half_bytes(m) is not None]
+        if sized:  # the largest model: the one whose bytes matter most
+            m = max(sized, key=lambda x: x.dist.summary["n_params"])
+            sentence = F.casting_sentence(
+                m.name,
+                F.size_baselines(m.dist.tensors),
+                float(m.pruning["dense_bytes"].iloc[0]),
+                self._half_bytes(m),
+            )
+            out.append("**" + sentence.replace(" of the dense", "** of the dense", 1))
+        verdicts = []
+        for m in self.models:
+            rows = F.rows_of(m.runtime, "dense-kernels")
+            if len(rows):
+                verdicts.append((m.name, F.all_hold_one(rows)))
+        if verdicts:
+            held = [name for name, v in verdicts if v]
+            unknown = [name for name, v in verdicts if v is None]
+            if unknown:
+                out.append(
+                    f"**{len(unknown)} of {len(verdicts)} models** have dense-kernel timings without an "
+                    "interval, so no speed change is claimed for them; zeros in dense kernels cost as much "
+                    "as "
+                    "any weight."
+                )
             else:
-                parts.append(f"With {n} token(s) per batch, CSR never beats dense up to "
-                             f"{runtime['sparsity'].max():.0%} sparsity.")
-    bsr = runtime[runtime["kind"] == "kernel-bsr"]
-    if len(bsr):
-        best = bsr.loc[bsr["speedup"].idxmax()]
-        parts.append("BSR (16×16 blocks) on these unstructured masks reached at best "
-                     f"{best['speedup']:.2f}× "
-                     "dense "
-                     f"({best['shape_or_model']}, {best['sparsity']:.0%}, {int(best['tokens'])} tokens): "
-                     "block formats "
-                     "pay off only when pruning keeps whole blocks.")
-    e2e = runtime[runtime["kind"] == "sparse-kernels-e2e"]
-    for r in e2e.itertuples():
-        parts.append(f"End to end with CSR linear layers at {r.sparsity:.0%} sparsity, a batch of "
-                     f"{int(float(r.batch))} runs "
-                     f"{r.speedup:.2f}× as fast as dense ({r.sparse_ms:.1f} ms vs {r.dense_ms:.1f} ms).")
-    gpu = runtime[runtime["kind"] == "kernel-2:4"]
-    if len(gpu):
-        parts.append(f"2:4 semi-structured kernels on {gpu['device'].iloc[0]}: {gpu['speedup'].min():.2f}–"
-                     f"{gpu['speedup'].max():.2f}× over dense across shapes and batch sizes.")
-    else:
-        parts.append(f"No CUDA device was present ({runtime['device'].iloc[0]}), so 2:4 sparse tensor cores "
-                     "were not "
-                     "measured in this run; `bench/gpu_semi_structured.py` measures them where a GPU is.")
-    return " ".join(parts)
+                out.append(
+                    f"**{len(held)} of {len(verdicts)} models** show no measurable change in speed with "
+                    "dense "
+                    "kernels at every batch size (95% interval holding 1.0×): zeros cost as much as any "
+                    "weight."
+                )
+        scale = F.scale_sentence(self.models, PUBLISHED)
+        if scale:
+            out.append("**" + scale.replace(" dense perplexity", "** dense perplexity", 1))
+        for m in self.models:
+            usable = F.usable_sentence(m.name, m.quality) if len(m.quality) else ""
+            if usable:
+                out.append("**" + usable.replace(" WER", " WER**", 1))
+                break
+        return out[:6]
 
+    def _half_bytes(self, m: ModelResults) -> float | None:
+        p = m.pruning
+        if not len(p):
+            return None
+        rows = p[(p["nm"] == "") & np.isclose(p["target_sparsity"].astype(float), 0.5)]
+        if "kind" in rows:
+            rows = rows[rows["kind"] != "structured"]
+        return float(rows["saved_bytes"].min()) if len(rows) else None
 
-# ------------------------------------------------------------------------------------ challenges
-def at_half(runtime: pd.DataFrame) -> str:
-    """What CSR does at 50% sparsity, the level where one-shot quality holds best."""
-    half = runtime[(runtime["kind"] == "kernel-csr") & (runtime["sparsity"] == 0.5)]
-    if not len(half):
-        return ""
-    return (f" At 50% sparsity, where one-shot quality holds best, CSR ran at {half['speedup'].min():.2f}–"
-            f"{half['speedup'].max():.2f}× dense speed across the measured shapes and batch sizes.")
+    def summary(self) -> Parts:
+        table = self.summary_table()
+        parts = [("md", "## Summary\n\n" + render("summary", headlines=self.headlines()))]
+        if len(table):
+            parts.append(
+                (
+                    "html",
+                    self.n.table(
+                        table,
+                        "Every model and method at 50% sparsity and N:M (2:4): the model's own quality "
+                        "metric with its ratio or difference to dense, KL from dense, checkpoint bytes, and "
+                        "batch-1 latency with its 95% interval.",
+                        wide=True,
+                        note="Intervals in brackets; counts such as 26/64 are passages or words scored. "
+                        "† measured on the global-magnitude 50% checkpoint with dense kernels: zeros "
+                        "cost the same whichever method chose them. “no change”: the interval holds "
+                        "1.0×." + self.q4_note(),
+                    ),
+                )
+            )
+        return parts
 
-def challenges_text(models: list[str], qualities: dict, sizes: dict, runtimes: dict, crossovers: dict) -> str:
-    """The seed's four questions, each answered with this run's numbers and what stays unsolved."""
-    kl = pd.concat([q[(q["metric"] == "kl_from_dense") & (q["method"] != "dense")].assign(model=m)
-                    for m, q in qualities.items()])
-    half = kl[(kl["target_sparsity"] == 0.5) & (kl["nm"] == "")]
-    lines = ["### Which weights carry which abilities?",
-             "No map from individual weights to abilities exists, and this suite does not build one. What it "
-             "measures "
-             "is how far pruning moves each model's output distribution: "]
-    for m in models:
-        h = half[half["model"] == m]
-        if len(h):
-            lo, hi = h.loc[h["value"].idxmin()], h.loc[h["value"].idxmax()]
-            lines[-1] += (f"at 50% sparsity {m} moves by {lo['value']:.3g} nats of KL under {lo['method']} "
-                          "but "
-                          f"{hi['value']:.3g} under {hi['method']}; ")
-    lines[-1] = lines[-1].rstrip("; ") + ". Which abilities those nats carry stays unsolved."
-    lines += ["### One-shot or iterative?",
-              "Every method here is one-shot: no retraining. "]
-    best_calibrated = cases = 0
-    for m, q in qualities.items():
-        metric = next(x for x in PRIMARY_METRIC if x in set(q["metric"]))
-        rows = q[(q["metric"] == metric) & (q["nm"] == "")]
-        dense = float(rows[rows["method"] == "dense"]["value"].iloc[0])
-        for target in sorted(rows[rows["method"] != "dense"]["target_sparsity"].unique()):
-            at = rows[rows["target_sparsity"] == target]
-            low, high = at.loc[at["value"].idxmin()], at.loc[at["value"].idxmax()]
-            best, worst = (low, high) if PRIMARY_METRIC[metric] == "lower" else (high, low)
-            lines[-1] += (f"{m} at {target:.0%}: {metric} {best['value']:.4g} with {best['method']} vs "
-                          f"{worst['value']:.4g} with {worst['method']} (dense {dense:.4g}); ")
-            cases += 1
-            best_calibrated += best["method"] in ("wanda", "sparsegpt")
-    lines[-1] = (lines[-1].rstrip("; ") + f". In {best_calibrated} of these {cases} model × sparsity cases "
-                                          "the best "
-                 "one-shot method is a calibrated one (Wanda or SparseGPT). The gap to dense that remains is "
-                 "what "
-                 "iterative pruning with retraining would have to close; that needs training compute this "
-                 "suite does "
-                 "not assume — unsolved here.")
-    size_all = pd.concat([s.assign(model=m) for m, s in sizes.items()])
-    un = size_all[size_all["nm"] == ""]
-    probes = size_all[size_all["dense_save_bytes"] != ""]
-    resaved = "; ".join(f"{r.model} pruned to {r.achieved_sparsity:.0%} and saved dense takes "
-                        f"{float(r.dense_save_bytes) / r.dense_bytes:.1%} of the original's bytes"
-                        for r in probes.itertuples())
-    lines += ["### Do pruned models get smaller?",
-              "Not when saved the seed's way: a dense save stores every zero (" + resaved + "). The "
-                                                                                            "compressed "
-                                                                                            "format stores "
-                                                                                            "each pruned "
-                                                                                            "matrix as its "
-                                                                                            "kept values "
-                                                                                            "plus a bitmask "
-                                                                                            "or a "
-              f"Rice-coded index: over {len(size_all)} checkpoints it spends at most "
-              f"{size_all['ratio_to_bound'].max():.3f}× the entropy bound on the pruned matrices, and whole "
-              "checkpoints "
-              f"at {un['achieved_sparsity'].max():.0%} sparsity take "
-              f"{un[un['target_sparsity'] == un['target_sparsity'].max()]['saved_over_dense'].min():.0%}–"
-              f"{un[un['target_sparsity'] == un['target_sparsity'].max()]['saved_over_dense'].max():.0%} of "
-              "the dense "
-              "bytes; the rest is the unpruned embeddings, norms and heads."]
-    rt = pd.concat([r.assign(model=m) for m, r in runtimes.items()])
-    dk = rt[rt["kind"] == "dense-kernels"]
-    e2e = rt[rt["kind"] == "sparse-kernels-e2e"]
-    cr = pd.concat([c for c in crossovers.values()])
-    csr = cr[(cr["kind"] == "kernel-csr") & (cr["crossover_sparsity"] != "")]
-    found = csr["crossover_sparsity"].astype(float)
-    lines += ["### Do pruned models get faster?",
-              "Not with dense kernels: measured side by side, pruned models ran at "
-              f"{dk['speedup'].min():.2f}–"
-              f"{dk['speedup'].max():.2f}× the dense speed — zeros are multiplied like any number. "
-              + (f"CPU CSR kernels win only above a crossover sparsity, {found.min():.0%}–"
-                 f"{found.max():.0%} "
-                 "on this "
-                 "machine depending on matrix shape and tokens per batch; " if len(found) else
-                 "CPU CSR kernels never beat dense in the measured range; ")
-              + (f"end to end, models with their linear layers in CSR above that crossover ran "
-                 f"{e2e['speedup'].min():.2f}–{e2e['speedup'].max():.2f}× as fast as dense. "
-                 if len(e2e) else "")
-              + "N:M (2:4) pruning is the pattern GPU sparse tensor cores run; "
-              + ("this run measured them (see Runtime)." if (rt["kind"] == "kernel-2:4").any() else
-                 "no GPU was present in this run, so that speed-up stays unmeasured here "
-                 "(`bench/gpu_semi_structured.py` measures it where a GPU is).")
-              + at_half(rt)]
-    return "\n\n".join(lines)
+    # -------------------------------------------------------------------------------- models
+    def model_selection(self) -> Parts:
+        rows, ratios = [], []
+        for m in self.models:
+            s, info = m.dist.summary, m.dist.summary["model_info"]
+            seed = SEED_MODELS.get(m.family)
+            stand_in = info.get("profile") == "packaged" and seed
+            if stand_in:
+                ratios.append((m.name, seed[0], seed[1] / s["n_params"]))
+            rows.append(
+                {
+                    "model": m.name,
+                    "family": m.family,
+                    "architecture": info.get("architecture", ""),
+                    "parameters": millions(s["n_params"]),
+                    "prunable": millions(s["n_prunable"]),
+                    "layers": info.get("layers", ""),
+                    "stored as": ", ".join(sorted(m.dist.tensors["dtype"].unique())),
+                    "stands in for": f"{seed[0]} ({seed[1] / s['n_params']:.0f}× larger)"
+                    if stand_in
+                    else "—",
+                }
+            )
+        sources = pd.DataFrame(
+            [
+                {
+                    "model": m.name,
+                    "source": m.dist.summary["model_info"].get("source", ""),
+                    "why": m.dist.summary["model_info"].get("why", ""),
+                }
+                for m in self.models
+            ]
+        )
+        facts = {
+            "ratios": ratios,
+            "scale": self.scale_context(),
+            "scale_holds": self.scale_context().startswith("Smaller models are known"),
+            "caveats": [c for c in map(caveat, self.models) if c],
+            "setup": self.setup(),
+        }
+        return [
+            ("md", render("context", **facts)),
+            ("html", self.n.table(pd.DataFrame(rows).set_index("model"), "The models.")),
+            ("html", self.n.table(sources.set_index("model"), "Where each model comes from.")),
+        ]
+
+    def scale_context(self) -> str:
+        """Smaller models prune worse: checked on the published numbers before it is said."""
+        p = PUBLISHED.set_index(["model", "setting"])["perplexity"]
+        small = p["OPT-125M", "magnitude 50%"] / p["OPT-125M", "dense"]
+        large = p["LLaMA-2-7B", "magnitude 50%"] / p["LLaMA-2-7B", "dense"]
+        s_small = p["OPT-125M", "SparseGPT 50%"] / p["OPT-125M", "dense"]
+        s_large = p["LLaMA-2-7B", "SparseGPT 50%"] / p["LLaMA-2-7B", "dense"]
+        if small > large and s_small > s_large:
+            return (
+                "Smaller models are known to prune worse: magnitude pruning at 50% costs OPT-125M "
+                f"{ratio(small)} its "
+                f"dense perplexity but LLaMA-2-7B {ratio(large)}; SparseGPT {ratio(s_small)} against "
+                f"{ratio(s_large)} (published WikiText-2 results; sources under Quality)."
+            )
+        return (
+            "The published results do not show smaller models pruning worse for both methods, so no size "
+            "effect "
+            "is assumed here."
+        )
+
+    def setup(self) -> dict:
+        corpora = sorted({m.bench_params.get("corpus", "") for m in self.models} - {""})
+        budget = {}
+        for m in self.models:
+            budget = m.bench_params.get("budget", {}) or budget
+        calibration = []
+        for m in self.models:
+            p = m.pruning
+            cal = p[p["method"].isin(F.CALIBRATED)] if len(p) else p
+            if not len(cal):
+                continue
+            n, seqlen = F.column(cal, "n_samples").dropna(), F.column(cal, "seqlen").dropna()
+            if len(n) and len(seqlen):
+                calibration.append(f"{m.name} {int(n.iloc[0])} × {int(seqlen.iloc[0])} tokens")
+            else:
+                runs = m.prune_params.get("runs", [])
+                seq = {r.get("seqlen") for r in runs if r.get("method") in F.CALIBRATED} - {None}
+                calibration.append(
+                    f"{m.name} {'/'.join(map(str, seq)) or '?'}-token windows, count scaled to the "
+                    "model (not recorded in these results)"
+                )
+        return {
+            "corpus": join([CORPORA.get(c, c) for c in corpora]) or "not recorded",
+            "n_tokens": budget.get("n_tokens"),
+            "window": budget.get("window"),
+            "n_passages": budget.get("n_passages"),
+            "n_clips": budget.get("n_clips"),
+            "calibration": calibration,
+        }
+
+    # ---------------------------------------------------------------------------- structure
+    def structure(self) -> Parts:
+        parts = [
+            (
+                "md",
+                "All statistics are exact counts over every stored weight, read tensor by tensor; |w| is on "
+                "log axes because magnitudes span many decades.\n\n### Distributions\n\nHow |w| spreads "
+                "in the attention and the MLP matrices of each model, and over all its weights:",
+            )
+        ]
+        groups, titles = {}, {}
+        for m in self.models:
+            g = {
+                "attention": m.dist.groups.get("component:attention"),
+                "MLP": m.dist.groups.get("component:mlp"),
+                "all weights": m.dist.groups["all"],
+            }
+            groups[m.name] = {k: v for k, v in g.items() if v is not None and v.n}
+            titles[m.name] = f"{m.name} ({m.family})" + (
+                " — de-quantised Q4_1" if "Q4_1" in caveat(m) else ""
+            )
+        from .plots import cdf_figure, distribution_figure
+
+        notes = [c for c in map(caveat, self.models) if c]
+        parts.append(
+            (
+                "html",
+                self.n.figure(
+                    distribution_figure(groups, titles),
+                    "|w| of the attention and MLP matrices and of all weights, per model: share of weights "
+                    "per log-spaced "
+                    "bin (left) and cumulative share below x (right). Dotted lines mark 1e-3, 1e-2, 1e-1."
+                    + (" " + "; ".join(notes) + "." if notes else ""),
+                    "Histograms and cumulative distributions of weight magnitudes for "
+                    + join([m.name for m in self.models])
+                    + ", attention and MLP matrices shown separately.",
+                ),
+            )
+        )
+        parts.append(
+            (
+                "md",
+                render(
+                    "structure",
+                    components=self.component_findings(),
+                    threshold=F.threshold_sentence(self.medians()),
+                ),
+            )
+        )
+        parts.append(
+            (
+                "html",
+                self.n.table(
+                    self.statistics_table(),
+                    "Magnitude statistics of all and of the prunable "
+                    "weights. Outliers: |w − μ| > 6σ, with μ and σ of the weight's own tensor.",
+                    wide=True,
+                    note="; ".join(notes),
+                ),
+            )
+        )
+        styles = {f"{m.name} ({m.family})": {"color": f"C{i}"} for i, m in enumerate(self.models)}
+        parts.append(
+            (
+                "html",
+                self.n.figure(
+                    cdf_figure(
+                        {f"{m.name} ({m.family})": m.dist.groups["prunable"] for m in self.models},
+                        "prunable weights, every model",
+                        styles,
+                    ),
+                    "Cumulative distribution of the prunable |w| of every model on one axis: where a 50% "
+                    "magnitude threshold "
+                    "falls is where each curve crosses 50%." + self.q4_note(),
+                    "Cumulative distributions of prunable weight magnitudes, one curve per model.",
+                ),
+            )
+        )
+        parts.append(
+            (
+                "md",
+                "### Depth\n\nWhether magnitudes drift with depth, block by block (a trend is named only "
+                "where enough blocks test it):",
+            )
+        )
+        from .plots import depth_figure
+
+        parts.append(
+            (
+                "html",
+                self.n.figure(
+                    depth_figure({m.name: m.dist.blocks() for m in self.models}),
+                    "Median |w| of each block's prunable weights against depth, with the 25–75% (dark) and "
+                    "10–90% (light) "
+                    "bands; encoder and decoder blocks as separate lines." + self.q4_note(),
+                    "Median weight magnitude per block against block index for each model, with quantile "
+                    "bands.",
+                ),
+            )
+        )
+        sentences = []
+        for m in self.models:
+            for stack, items in m.dist.blocks().items():
+                blocks = [b for b, _ in items]
+                medians = [acc.quantiles((0.5,))["0.5"] for _, acc in items]
+                sentences.append(F.depth_sentence(stack, m.name, blocks, medians))
+        parts.append(("md", "\n".join(f"- {s}" for s in sentences)))
+        return parts
+
+    def q4_note(self) -> str:
+        """' <caveat>.' for every model whose weights went through 4-bit quantisation, else ''."""
+        return "".join(f" {c}." for c in map(caveat, self.models) if "Q4_1" in c)
+
+    def medians(self) -> dict[str, float]:
+        return {m.name: m.dist.summary["prunable"]["quantiles"]["0.5"] for m in self.models}
+
+    def component_findings(self) -> list[str]:
+        """Attention against MLP, per model, only where both exist; the direction is computed."""
+        out = []
+        for m in self.models:
+            att, mlp = m.dist.groups.get("component:attention"), m.dist.groups.get("component:mlp")
+            if not att or not mlp or not att.n or not mlp.n:
+                continue
+            a, b = att.quantiles((0.5,))["0.5"], mlp.quantiles((0.5,))["0.5"]
+            hi, lo = ("attention", "MLP") if a > b else ("MLP", "attention")
+            out.append(
+                f"{m.name}: median |w| {num(a)} in attention, {num(b)} in MLP matrices — {hi} weights are "
+                f"{max(a, b) / min(a, b):.2f}× larger, so a single global threshold takes more from {lo}."
+            )
+        return out
+
+    def statistics_table(self) -> pd.DataFrame:
+        cols = {}
+        for m in self.models:
+            for group in ("all", "prunable"):
+                s = m.dist.summary[group]
+                key = f"{m.name}{' †' if 'Q4_1' in caveat(m) else ''} · {group}"
+                cols[key] = {
+                    "weights": f"{s['n']:,}",
+                    "exact zeros": f"{s['n_zero']:,}",
+                    **{f"|w| < {k}": pct(v) for k, v in s["frac_below"].items()},
+                    "median |w|": num(s["quantiles"]["0.5"]),
+                    "p99 |w|": num(s["quantiles"]["0.99"]),
+                    "excess kurtosis": f"{s['excess_kurtosis']:.1f}",
+                    "|w − μ| > 6σ": pct(s["outlier_frac"]),
+                }
+        return pd.DataFrame(cols)
+
+    # ------------------------------------------------------------------------------ sparsification
+    def sparsification(self) -> Parts:
+        methods = sorted(
+            {x for m in self.models if len(m.pruning) for x in m.pruning["method"]},
+            key=lambda x: list(METHOD_WORDS).index(x) if x in METHOD_WORDS else 99,
+        )
+        parts = [("md", render("sparsification", methods=[METHOD_WORDS.get(x, f"**{x}**") for x in methods]))]
+        collapse_rows, found = [], []
+        for m in self.models:
+            c = F.layer_collapse(m.per_matrix)
+            if len(c):
+                found.append((m, c))
+            for r in c.itertuples():
+                collapse_rows.append(
+                    {
+                        "model": m.name,
+                        "target": f"{r.target:.0%}",
+                        "most-pruned matrix": r.matrix,
+                        "zeroed": pct(r.zeroed),
+                        "weights left": f"{r.kept:,} of {r.n:,}",
+                        f"matrices ≥ {F.COLLAPSED:.0%} zero": f"{r.collapsed} of {r.matrices}",
+                        "least-pruned matrix": pct(r.least),
+                    }
+                )
+        parts.append(
+            (
+                "md",
+                "### Layer collapse\n\nGlobal magnitude applies one threshold to the whole model, so a "
+                "matrix of small weights can lose almost all of them — layer collapse. "
+                + self.worst_collapse(found)
+                + " Layer-wise, N:M, Wanda and SparseGPT hold every matrix at the target by construction.",
+            )
+        )
+        if collapse_rows:
+            parts.append(
+                (
+                    "html",
+                    self.n.table(
+                        pd.DataFrame(collapse_rows).set_index(["model", "target"]),
+                        "Global magnitude: the most-pruned matrix at each target and how many "
+                        "matrices are all but removed.",
+                        breakable_columns=("most-pruned matrix",),
+                    ),
+                )
+            )
+        from .plots import layer_sparsity_heatmap
+
+        for m in self.models:
+            pm = m.per_matrix
+            if not len(pm):
+                continue
+            gm = pm[(pm["method"] == "global_magnitude") & (pm["nm"] == "")]
+            if not len(gm):
+                continue
+            target = gm["target_sparsity"].iloc[(gm["target_sparsity"] - 0.5).abs().argsort().iloc[0]]
+            one = gm[gm["target_sparsity"] == target]
+            parts.append(
+                (
+                    "html",
+                    self.n.figure(
+                        layer_sparsity_heatmap(one, f"{m.name}: global magnitude at {target:.0%}"),
+                        f"Share of each prunable matrix of {m.name} zeroed by global magnitude at "
+                        f"{target:.0%}: blocks in "
+                        "depth order, matrices in the order q, k, v, o, gate, up/fc1, down/fc2 (x- = "
+                        "cross-attention).",
+                        f"Heatmap of per-matrix sparsity of {m.name} under global magnitude pruning at "
+                        f"{target:.0%}, block by "
+                        "matrix role.",
+                    ),
+                )
+            )
+        frames = []
+        for m in self.models:
+            t = F.role_table(m)
+            if len(t):
+                t = t.assign(model=m.name, role=[F.role_label(r) for r in t.index]).set_index(
+                    ["model", "role"]
+                )
+                frames.append(t)
+        if frames:
+            table = pd.concat(frames)
+            shown = pd.DataFrame(
+                {
+                    "matrices": table["matrices"].astype(int),
+                    "share of prunable": table["weights"].map(pct),
+                    "|w| < 1e-2": table["below 1e-2"].map(pct),
+                    "RMS |w|": table["rms"].map(num),
+                    "median kurtosis": table["kurtosis"].map(lambda v: f"{v:.1f}"),
+                },
+                index=table.index,
+            )
+            for col in [c for c in table if c.startswith("zeroed at")]:
+                shown[f"GM {col}"] = table[col].map(lambda v: pct(v) if pd.notna(v) else "—")
+            parts.append(
+                (
+                    "md",
+                    "### Attention and MLP matrices\n\n"
+                    + render("roles", findings=self.role_findings(table)),
+                )
+            )
+            parts.append(
+                (
+                    "html",
+                    self.n.table(
+                        shown,
+                        "Per matrix role: share of the prunable weights, magnitude, and "
+                        "the share global magnitude (GM) zeroes.",
+                        wide=True,
+                        note=self.q4_note().strip(),
+                    ),
+                )
+            )
+        parts += self.run_costs()
+        return parts
+
+    @staticmethod
+    def worst_collapse(found: list) -> str:
+        """The most extreme case in words; the table beside it holds every model and target."""
+        if not found:
+            return "No global-magnitude run was found, so it was not measured."
+        m, c = max(found, key=lambda mc: mc[1]["zeroed"].iloc[0])
+        others = " The table gives every model and target." if len(found) > 1 or len(c) > 1 else ""
+        return "The extreme case: " + F.collapse_sentence(m.name, c) + others
+
+    def role_findings(self, table: pd.DataFrame) -> list[str]:
+        out = []
+        zero_cols = [c for c in table if c.startswith("zeroed at")]
+        if not zero_cols:
+            return out
+        col = zero_cols[0]
+        for model, t in table.groupby(level="model"):
+            t = t.droplevel("model")[col].dropna()
+            if len(t) < 2:
+                continue
+            hi, lo = t.idxmax(), t.idxmin()
+            out.append(
+                f"{model}: global magnitude at {col.removeprefix('zeroed at ')} zeroes {pct(t[hi])} of the "
+                f"{hi} matrices but {pct(t[lo])} of the {lo} matrices."
+            )
+        return out
+
+    def run_costs(self) -> Parts:
+        frames = []
+        for m in self.models:
+            p = m.pruning
+            if not len(p):
+                continue
+            rss = F.column(p, "peak_rss_bytes") / 2**30
+            cells = [f"{s:.0f} s, {r:.2f} GB" for s, r in zip(p["seconds"], rss)]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "run": [F.run_label(*k) for k in zip(p["method"], p["target_sparsity"], p["nm"])],
+                        "model": m.name,
+                        "cell": cells,
+                    }
+                )
+            )
+        if not frames:
+            return []
+        table = pd.concat(frames).pivot_table(
+            index="run", columns="model", values="cell", aggfunc="first", sort=False
+        )
+        return [
+            (
+                "html",
+                self.n.table(
+                    table.fillna("—"),
+                    "Cost of every pruning run: wall time and peak resident memory, on this machine.",
+                ),
+            )
+        ]
+
+    # -------------------------------------------------------------------------------- benchmarks
+    def size(self) -> Parts:
+        from .plots import size_overview_figure
+
+        data, rows, sentences, index_ratios = {}, {}, [], []
+        for m in self.models:
+            if not len(m.sizes) or not len(m.pruning):
+                continue
+            base = F.size_baselines(m.dist.tensors)
+            dense = float(m.pruning["dense_bytes"].iloc[0])
+            data[m.name] = (m.sizes, base, dense)
+            dtype = ", ".join(sorted(m.dist.tensors["dtype"].unique()))
+            col = {f"dense ({dtype}, file)": dense, **{f"{k} cast (computed)": v for k, v in base.items()}}
+            s = m.sizes
+            for _, r in s.sort_values("achieved_sparsity").iterrows():
+                if (
+                    r["nm"] == ""
+                    and r["method"] == "global_magnitude"
+                    or r["nm"] != ""
+                    and r["method"] == "nm_magnitude"
+                ):
+                    label = r["nm"] if r["nm"] else f"{float(r['target_sparsity']):.0%}"
+                    col[f"compressed, {label} sparse"] = float(r["saved_bytes"])
+            rows[m.name] = {k: f"{megabytes(v)} ({pct(v / dense)})" for k, v in col.items()}
+            sentences.append(F.casting_sentence(m.name, base, dense, self._half_bytes(m)))
+            ratios = F.column(s, "index_ratio")
+            if ratios.notna().any():
+                index_ratios.append((m.name, float(ratios.min()), float(ratios.max())))
+        if not data:
+            return [("md", "No size results were found.")]
+        parts = [
+            ("md", render("size", sentences=sentences, index_ratios=index_ratios, baselines=F.BASELINE_WORDS))
+        ]
+        parts.append(
+            (
+                "html",
+                self.n.figure(
+                    size_overview_figure(data),
+                    "Left: bits per prunable weight spent on the positions of the kept weights, against the "
+                    "mask's entropy "
+                    "H(s) and the 2:4 bound (older results without the index column are left out). Right: "
+                    "each compressed "
+                    "checkpoint as a share of its dense file, colour by model, beside the same model cast to "
+                    "fp16, int8 and "
+                    "4-bit (computed from the parameter counts, not files written).",
+                    "Scatter plots: index bits per weight against sparsity with the entropy bound; "
+                    "checkpoint size as percent "
+                    "of dense against sparsity for every model, with horizontal lines for fp16, int8 and "
+                    "4-bit casts.",
+                ),
+            )
+        )
+        table = pd.DataFrame(rows).fillna("—")
+        parts.append(
+            (
+                "html",
+                self.n.table(
+                    table,
+                    "Bytes on disk: the dense file, the same model cast (computed), and "
+                    "the compressed sparse checkpoints (global magnitude; N:M magnitude).",
+                    note="Casts: " + "; ".join(F.BASELINE_WORDS.values()) + ".",
+                ),
+            )
+        )
+        return parts
+
+    def runtime(self) -> Parts:
+        from .plots import runtime_figure
+
+        parts = [
+            (
+                "md",
+                "### Runtime\n\nEvery ratio is measured in one process, dense and sparse side by side after "
+                "a "
+                "warm-up; the prose calls a change only where its 95% interval excludes 1.0×.",
+            )
+        ]
+        settings = []
+        for m in self.models:
+            rt = m.runtime
+            if not len(rt):
+                parts.append(("md", f"#### {m.name}\n\nNo runtime results were found."))
+                continue
+            e2e = F.e2e_words(rt, "dense-kernels")
+            csr_e2e = F.e2e_words(rt, "sparse-kernels-e2e")
+            structured = F.e2e_words(rt, "structured-prefill") + F.e2e_words(rt, "structured-decode")
+            gpu = F.rows_of(rt, "kernel-2:4")
+            facts = {
+                "model": m.name,
+                "dense_kernels": e2e,
+                "csr_e2e": csr_e2e,
+                "structured": structured,
+                "crossovers": F.crossover_words(m.crossovers, rt),
+                "bsr": F.bsr_sentence(rt),
+                "gpu": (
+                    f"{gpu['speedup'].astype(float).min():.2f}–{gpu['speedup'].astype(float).max():.2f}× "
+                    f"over dense on {gpu['device'].iloc[0]}"
+                )
+                if len(gpu)
+                else "",
+                "missing": F.not_measured(rt, m.pruning),
+                "device": rt["device"].iloc[0] if "device" in rt else "?",
+                "repeats": int(F.column(rt, "repeats").max())
+                if F.column(rt, "repeats").notna().any()
+                else None,
+                "interleaved": bool("interleaved" in rt and (rt["interleaved"] != "").any()),
+            }
+            settings.append(facts)
+            parts.append(("md", render("runtime", **facts)))
+            parts.append(
+                (
+                    "html",
+                    self.n.figure(
+                        runtime_figure(rt, f"{m.name}: speedup over dense on {facts['device']}", m.pruning),
+                        f"{m.name}: CSR (solid) and BSR (dashed) kernels against dense per matrix shape, one "
+                        "panel per tokens "
+                        "per batch, and the whole model; one y-range for all panels; bars are 95% intervals "
+                        "where recorded. "
+                        "What was not measured is listed under the panels.",
+                        f"Speedup over dense against sparsity for the matrix shapes of {m.name}, per tokens "
+                        "per batch, and "
+                        "whole-model speedups.",
+                    ),
+                )
+            )
+        return parts
+
+    def quality(self) -> Parts:
+        from .plots import quality_overview_figure
+
+        points = self.quality_points()
+        parts = [
+            (
+                "md",
+                "### Quality\n\n"
+                + render("quality_intro", setup=self.setup(), published_setting=PUBLISHED_SETTING),
+            )
+        ]
+        if len(points):
+            parts.append(
+                (
+                    "html",
+                    self.n.figure(
+                        quality_overview_figure(points, self.published_points()),
+                        "Every model and method on shared log axes: KL from dense (left) and the model's own "
+                        "metric as "
+                        "quality kept relative to dense (right; perplexity: dense/pruned; a loss in nats: "
+                        "exp(dense − "
+                        "pruned); an accuracy: pruned/dense). Hollow: N:M. Grey open markers: published "
+                        "OPT-125M results, "
+                        f"not measured here ({PUBLISHED_SETTING}; {SPARSEGPT} {SOURCES[SPARSEGPT]}; {WANDA} "
+                        f"{SOURCES[WANDA]})."
+                        + "".join(f" {c}." for c in map(caveat, self.models) if "Q4_1" in c),
+                        "Two scatter panels against sparsity: KL divergence from the dense model, and "
+                        "quality relative to "
+                        "dense, for every model and pruning method, with published reference points.",
+                    ),
+                )
+            )
+        for m in self.models:
+            parts += self.model_quality(m)
+        dense_ppl = PUBLISHED[PUBLISHED["setting"] == "dense"].set_index("model")["perplexity"]
+        pub = PUBLISHED.assign(**{"× dense": [f"{p / dense_ppl[m]:.2f}×"
+                                              for m, p in zip(PUBLISHED["model"], PUBLISHED["perplexity"])]})
+        pub = pub.assign(perplexity=pub["perplexity"].map(num))[
+            ["model", "setting", "perplexity", "× dense", "source"]
+        ]
+        parts.append(
+            (
+                "html",
+                self.n.table(
+                    pub.set_index(["model", "setting"]),
+                    "Published one-shot results, for scale only: WikiText-2 perplexity.",
+                    note=" ".join(f"{k} {v}." for k, v in SOURCES.items())
+                    + f" Measured on another corpus and context length "
+                    f"({PUBLISHED_SETTING}) than this suite's; compare the ratios to dense, not the "
+                    "perplexities.",
+                ),
+            )
+        )
+        return parts
+
+    def model_quality(self, m: ModelResults) -> Parts:
+        q = m.quality
+        if not len(q):
+            return [("md", f"#### {m.name}\n\nNo quality results were found.")]
+        metric = F.primary_metric(q)
+        dense = F.dense_value(q, metric) if metric else None
+        rankings, intervals = [], True
+        settings = q[(q["method"] != "dense")][["target_sparsity", "nm"]].drop_duplicates()
+        half = settings[np.isclose(settings["target_sparsity"].astype(float), 0.5) | (settings["nm"] != "")]
+        for target, nm in half.itertuples(index=False):  # 50% and N:M in words; every target in the table
+            setting = nm or f"{float(target):.0%}"
+            for met in ("kl_from_dense", metric):
+                rows = F.quality_rows(q, met, float(target), nm)
+                if rows:
+                    intervals &= all(F.interval(r) for r in rows)
+                    rankings.append(
+                        f"{setting}, {F.METRIC_WORDS.get(met, met)}: "
+                        f"{F.ranking_words(rows, met in F.LOWER_BETTER, say_rule=False)}"
+                    )
+        n_scored = int(q["n_tokens"].iloc[0]) if "n_tokens" in q else None
+        facts = {
+            "model": m.name,
+            "family": m.family,
+            "metric": F.METRIC_WORDS.get(metric, metric),
+            "dense": num(dense) if dense is not None else "—",
+            "n_scored": n_scored,
+            "unit": "passages"
+            if metric == "retrieval_top1"
+            else "clips' tokens"
+            if metric == "token_loss"
+            else "tokens",
+            "rankings": rankings,
+            "caveat": caveat(m),
+            "usable": F.usable_sentence(m.name, q),
+            "speech": "wer" in set(q["metric"]),
+            "rule": ""
+            if intervals
+            else f"These results carry no interval for the continuous metrics, so "
+            f"values within {F.TIE:.0%} of each other are not ranked.",
+        }
+        parts = [("md", render("quality_model", **facts))]
+        parts.append(
+            (
+                "html",
+                self.n.table(
+                    self.quality_table(q),
+                    f"{m.name}: quality of every run (95% intervals in "
+                    "brackets where recorded; accuracies as counts).",
+                    wide=True,
+                    note=caveat(m),
+                ),
+            )
+        )
+        if len(m.transcripts):
+            parts.append(
+                (
+                    "html",
+                    self.n.table(
+                        self.transcript_table(m.transcripts),
+                        f"{m.name}: what the pruned models transcribe (first clips).",
+                    ),
+                )
+            )
+        return parts
+
+    @staticmethod
+    def quality_table(q: pd.DataFrame) -> pd.DataFrame:
+        q = q.assign(run=[F.run_label(*k) for k in zip(q["method"], q["target_sparsity"], q["nm"])])
+        cells = [F.value_text(dict(r)) for _, r in q.iterrows()]
+        table = q.assign(cell=cells).pivot_table(
+            index="run", columns="metric", values="cell", aggfunc="first", sort=False
+        )
+        order = [
+            c
+            for c in (
+                "perplexity",
+                "mlm_loss",
+                "span_loss",
+                "token_loss",
+                "wer",
+                "retrieval_top1",
+                "mlm_top1",
+                "cosine_to_dense",
+                "kl_from_dense",
+            )
+            if c in table
+        ]
+        table = table[order].rename(columns=F.METRIC_WORDS)
+        return table.fillna("—")
+
+    @staticmethod
+    def transcript_table(t: pd.DataFrame) -> pd.DataFrame:
+        text = next((c for c in ("hypothesis", "transcript", "text") if c in t), None)
+        if text is None:
+            return pd.DataFrame()
+        clip = next((c for c in ("clip", "clip_id", "index") if c in t), None)
+        keep = t
+        if clip:
+            first = sorted(t[clip].unique())[:2]
+            keep = t[t[clip].isin(first)]
+        if "target_sparsity" in keep:
+            keep = keep[(F.column(keep, "target_sparsity").fillna(0) <= 0.5)]
+        label = [
+            F.run_label(*k) if "method" in keep else ""
+            for k in zip(
+                keep.get("method", ""),
+                F.column(keep, "target_sparsity").fillna(0),
+                keep.get("nm", pd.Series("", index=keep.index)).fillna(""),
+            )
+        ]
+        cols = {"run": label}
+        if clip:
+            cols["clip"] = keep[clip].values
+        if "reference" in keep:
+            cols["reference"] = keep["reference"].values
+        cols["transcribed"] = keep[text].astype(str).str.slice(0, 160).values
+        return pd.DataFrame(cols).set_index("run")
+
+    def frontier(self) -> Parts:
+        from .plots import frontier_figure
+
+        rows = []
+        points = self.quality_points()
+        for m in self.models:
+            if not len(m.pruning):
+                continue
+            mine = points[points["model"] == m.name]
+            rows.append(
+                {
+                    "model": m.name,
+                    "method": "dense",
+                    "kind": "dense",
+                    "bytes": 1.0,
+                    "latency": 1.0,
+                    "kept": 1.0,
+                }
+            )
+            dk = F.rows_of(m.runtime, "dense-kernels")
+            for run in m.pruning.itertuples():
+                kind = getattr(run, "kind", "") or ("nm" if run.nm else "unstructured")
+                hit = mine[
+                    (mine["method"] == run.method)
+                    & (mine["nm"] == run.nm)
+                    & np.isclose(mine["sparsity"], float(run.target_sparsity))
+                ]
+                latency = math.nan
+                if kind == "structured" and len(F.rows_of(m.runtime, "structured-prefill")):
+                    sp = F.rows_of(m.runtime, "structured-prefill")
+                    sp = sp[sp["run"] == Path(run.checkpoint).parent.name] if "run" in sp else sp.iloc[:0]
+                    if len(sp):
+                        latency = float(sp.iloc[0]["sparse_ms"]) / float(sp.iloc[0]["dense_ms"])
+                elif (
+                    run.method == "global_magnitude"
+                    and len(dk)
+                    and np.isclose(float(run.target_sparsity), 0.5)
+                ):
+                    latency = float(dk.iloc[0]["sparse_ms"]) / float(dk.iloc[0]["dense_ms"])
+                rows.append(
+                    {
+                        "model": m.name,
+                        "method": run.method,
+                        "kind": kind,
+                        "bytes": float(run.saved_bytes) / float(run.dense_bytes),
+                        "latency": latency,
+                        "kept": float(hit["kept"].iloc[0]) if len(hit) else math.nan,
+                    }
+                )
+        if not rows:
+            return []
+        frame = pd.DataFrame(rows)
+        have_latency = frame[(frame["method"] != "dense") & frame["latency"].notna()]
+        per_model = have_latency.groupby("model").size()
+        return [
+            (
+                "md",
+                "### Trade-offs\n\n"
+                + render(
+                    "frontier",
+                    n_latency=len(have_latency),
+                    n_runs=int((frame["method"] != "dense").sum()),
+                    structured=bool((frame["kind"] == "structured").any()),
+                    latency_panel=bool((per_model >= 2).any()),
+                ),
+            ),
+            (
+                "html",
+                self.n.figure(
+                    frontier_figure(frame),
+                    "Quality kept relative to dense against bytes on disk (left) and batch-1 latency "
+                    "(right), both "
+                    "relative to dense, for every run with the measurement; dense is the star at 1×, 1×. "
+                    "Colour: "
+                    "unstructured, N:M, structured.",
+                    "Per model, quality relative to dense plotted against relative size and relative latency "
+                    "for each "
+                    "pruning run.",
+                ),
+            ),
+        ]
+
+    # --------------------------------------------------------------------------------- challenges
+    def challenges(self) -> Parts:
+        kl = F.kl_by_target(self.models)
+        half = kl[np.isclose(kl["target_sparsity"].astype(float), 0.5)] if len(kl) else kl
+        moves = []
+        for model, g in half.groupby("model", sort=False) if len(half) else []:
+            lo, hi = g.loc[g["value"].idxmin()], g.loc[g["value"].idxmax()]
+            moves.append(
+                f"{model} {num(lo['value'])} ({lo['method']}) to {num(hi['value'])} ({hi['method']})"
+            )
+        collapses = [(m, F.layer_collapse(m.per_matrix)) for m in self.models if len(m.per_matrix)]
+        collapses = [(m, c) for m, c in collapses if len(c)]
+        worst = max(collapses, key=lambda mc: mc[1]["zeroed"].iloc[0]) if collapses else None
+        collapse = F.collapse_sentence(worst[0].name, worst[1]) if worst else ""
+        if worst is not None:  # the lead-in claims collapse only where a matrix is (nearly) emptied
+            emptied = worst[1]["zeroed"].max() >= F.COLLAPSED
+            collapse = ("Global magnitude can all but remove whole matrices: " if emptied else
+                        "Global magnitude leaves every matrix partly intact here: ") + collapse
+        iterative = pd.concat(
+            [F.iterative_runs(m.pruning) for m in self.models if len(m.pruning)] or [pd.DataFrame()]
+        )
+        alone, tied, cases = F.calibrated_count(self.models)
+        dk = pd.concat([F.rows_of(m.runtime, "dense-kernels") for m in self.models] or [pd.DataFrame()])
+        held = F.all_hold_one(dk) if len(dk) else None
+        csr_rt = pd.concat([F.rows_of(m.runtime, "kernel-csr") for m in self.models] or [pd.DataFrame()])
+        cross = pd.concat([m.crossovers for m in self.models if len(m.crossovers)] or [pd.DataFrame()])
+        found = (
+            pd.to_numeric(
+                cross[cross["kind"] == "kernel-csr"]["crossover_sparsity"], errors="coerce"
+            ).dropna()
+            if len(cross)
+            else pd.Series(dtype=float)
+        )
+        half_csr = csr_rt[np.isclose(csr_rt["sparsity"].astype(float), 0.5)] if len(csr_rt) else csr_rt
+        half_share, cast_share, beaten = [], [], 0
+        for m in self.models:
+            half_bytes = self._half_bytes(m)
+            if half_bytes is None:
+                continue
+            dense_bytes = float(m.pruning["dense_bytes"].iloc[0])
+            casts = F.size_baselines(m.dist.tensors)
+            half_share.append(half_bytes / dense_bytes)
+            cast_share.append(casts["4-bit"] / dense_bytes)
+            beaten += casts["4-bit"] < half_bytes
+        resaved = []
+        for m in self.models:
+            s = m.sizes
+            if len(s) and "dense_save_bytes" in s:
+                for _, r in s[F.column(s, "dense_save_bytes").notna()].iterrows():
+                    resaved.append(float(r["dense_save_bytes"]) / float(r["dense_bytes"]))
+
+        def share_range(xs: list[float]) -> str:
+            same = round(min(xs), 3) == round(max(xs), 3)
+            return pct(min(xs)) if same else f"{pct(min(xs))}–{pct(max(xs))}"
+
+        facts = {
+            "moves": moves,
+            "collapse": collapse,
+            "iterative": len(iterative),
+            "alone": alone,
+            "tied": tied,
+            "cases": cases,
+            "resaved": share_range(resaved) if resaved else "",
+            "half_share": share_range(half_share) if half_share else "",
+            "cast_share": share_range(cast_share) if cast_share else "",
+            "beaten": int(beaten),
+            "sized": len(half_share),
+            "dense_held": held,
+            "dk_range": (
+                f"{dk['speedup'].astype(float).min():.2f}–{dk['speedup'].astype(float).max():.2f}×"
+                if len(dk)
+                else ""
+            ),
+            "crossover": (f"{found.min():.0%}–{found.max():.0%}" if len(found) else ""),
+            "half_csr": (
+                f"{num(half_csr['speedup'].astype(float).min())}–"
+                f"{num(half_csr['speedup'].astype(float).max())}×"
+                if len(half_csr)
+                else ""
+            ),
+            "half_clause": F.half_sparsity_clause(kl),
+            "gpu": any(len(F.rows_of(m.runtime, "kernel-2:4")) for m in self.models),
+        }
+        parts = [("md", render("challenges", **facts))]
+        if not len(iterative):
+            parts.append(
+                (
+                    "html",
+                    self.n.table(
+                        LITERATURE.set_index("how"),
+                        "One-shot against iterative pruning in the "
+                        "literature (not measured here; figures as the papers report them).",
+                    ),
+                )
+            )
+        return parts

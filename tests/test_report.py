@@ -1,0 +1,345 @@
+"""The report as a reader meets it: wording that respects noise, conclusions printed only where the data hold
+them (each tested where it holds and where it does not), figures that survive any subset of runs and keep
+numeric order, and rendered pages with no clipped table and no empty page."""
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+matplotlib.use("Agg")
+
+from sparsescope.evaluation.runtime import timing_row  # noqa: E402
+from sparsescope.report import facts as F  # noqa: E402
+from sparsescope.report.plots import layer_sparsity_heatmap, runtime_figure  # noqa: E402
+
+A4_WIDTH_PT, MARGIN_PT = 595.28, 12 / 25.4 * 72  # print.css: A4, 12 mm left and right
+
+
+# ------------------------------------------------------------------------------------------- noise
+def test_an_interval_holding_one_reads_no_measurable_change():
+    rng = np.random.default_rng(0)
+    dense = 100 + rng.normal(0, 8, 9)
+    sparse = list(dense[::-1] * 1.01)  # the same noisy timings, reordered, 1% slower: noise, not an effect
+    dense = list(dense)
+    row = timing_row(dense, sparse)
+    assert row["speedup_lo"] < 1 < row["speedup_hi"]
+    assert F.speed_words(row["speedup"], F.speed_interval(row)).startswith("no measurable change")
+    assert "no change" in F.speed_cell(row["speedup"], F.speed_interval(row))
+
+
+def test_a_clear_speedup_and_a_clear_slowdown_are_called_so():
+    rng = np.random.default_rng(1)
+    dense = list(100 + rng.normal(0, 2, 9))
+    fast = timing_row(dense, list(50 + rng.normal(0, 1, 9)))
+    slow = timing_row(dense, list(200 + rng.normal(0, 2, 9)))
+    assert "faster" in F.speed_words(fast["speedup"], F.speed_interval(fast))
+    assert "slower" in F.speed_words(slow["speedup"], F.speed_interval(slow))
+
+
+def test_a_ratio_without_interval_is_not_called_a_change():
+    words = F.speed_words(1.15, F.speed_interval({"speedup": 1.15}))
+    assert "not called a change" in words and "faster" not in words
+
+
+def test_accuracy_over_few_items_is_a_count_and_close_counts_are_not_ranked():
+    rows = [{"method": m, "metric": "retrieval_top1", "value": c / 64, "n_tokens": 64} for m, c in
+            (("sparsegpt", 27), ("wanda", 21), ("layer_magnitude", 23))]
+    words = F.ranking_words(rows, lower_better=False)
+    assert "27/64" in words and "not separable" in words and "is best" not in words
+
+
+def test_separated_intervals_rank_and_overlapping_ones_do_not():
+    def row(m, v, lo, hi):
+        return {"method": m, "metric": "kl_from_dense", "value": v, "ci_lo": lo, "ci_hi": hi}
+    clear = [row("sparsegpt", 0.2, 0.18, 0.22), row("wanda", 0.4, 0.36, 0.44)]
+    assert "sparsegpt 0.2 [0.18–0.22] is best" in F.ranking_words(clear, lower_better=True)
+    overlap = [row("sparsegpt", 0.2, 0.15, 0.30), row("wanda", 0.25, 0.2, 0.32)]
+    assert "not separable" in F.ranking_words(overlap, lower_better=True)
+
+
+# ------------------------------------------------------------------------------ conditional conclusions
+def test_one_threshold_cannot_be_shared_only_when_scales_differ():
+    assert "cannot be carried" in F.threshold_sentence({"a": 0.1, "b": 0.01})
+    same = F.threshold_sentence({"a": 0.1, "b": 0.08})
+    assert "does not rule out" in same and "cannot" not in same
+
+
+def kl_table(values: dict[tuple[str, float], float]) -> pd.DataFrame:
+    return pd.DataFrame([{"model": "m", "method": k[0], "target_sparsity": k[1], "value": v, "nm": ""}
+                         for k, v in values.items()])
+
+
+def test_fifty_percent_is_where_quality_holds_best_only_when_kl_is_smallest_there():
+    rising = kl_table({("wanda", 0.5): 0.3, ("wanda", 0.9): 2.0, ("sparsegpt", 0.5): 0.2, ("sparsegpt", 0.9): 1.5})
+    assert "KL from dense is smallest" in F.half_sparsity_clause(rising)
+    odd = kl_table({("wanda", 0.5): 0.3, ("wanda", 0.9): 0.1})
+    assert "not every method" in F.half_sparsity_clause(odd)
+    assert "only unstructured target" in F.half_sparsity_clause(kl_table({("wanda", 0.5): 0.3}))
+    assert F.half_sparsity_clause(kl_table({("wanda", 0.7): 0.3})) == ""
+
+
+def test_no_depth_trend_is_claimed_over_four_blocks():
+    four = F.depth_sentence("encoder", "m", [0, 1, 2, 3], [0.1, 0.2, 0.3, 0.4])
+    assert "no depth trend is claimed" in four and "grows" not in four
+    twelve = F.depth_sentence("decoder", "m", list(range(12)), list(np.linspace(0.1, 0.2, 12)))
+    assert "grows with depth" in twelve
+    rng = np.random.default_rng(0)
+    flat = F.depth_sentence("decoder", "m", list(range(12)), list(0.1 + 0.01 * rng.permutation(12)))
+    assert "no monotone depth trend" in flat or "with depth" not in flat
+
+
+def test_block_formats_pay_off_only_when_the_data_say_so():
+    slow = pd.DataFrame([{"kind": "kernel-bsr", "shape_or_model": "8x8", "sparsity": 0.9, "tokens": 16,
+                          "speedup": 0.4}])
+    assert "did not pay off" in F.bsr_sentence(slow)
+    fast = slow.assign(speedup=3.0, speedup_lo=2.5, speedup_hi=3.5)
+    assert "beat dense" in F.bsr_sentence(fast) and "did not pay off" not in F.bsr_sentence(fast)
+    noisy = slow.assign(speedup=3.0)
+    assert "not called a win" in F.bsr_sentence(noisy)
+
+
+def test_casting_is_compared_with_sparsity_both_ways():
+    base = {"fp16": 50, "int8": 27, "4-bit": 15}
+    assert "casting alone is smaller" in F.casting_sentence("m", base, 100, 70)
+    assert "smaller than any of the casts" in F.casting_sentence("m", base, 100, 10)
+
+
+def quality(rows) -> pd.DataFrame:
+    return pd.DataFrame([{"method": m, "target_sparsity": t, "nm": nm, "metric": metric, "value": v,
+                          "n_tokens": 100} for m, t, nm, metric, v in rows])
+
+
+def test_speech_model_usable_or_not_is_said_plainly():
+    broken = quality([("dense", 0, "", "wer", 0.08), ("wanda", 0.5, "", "wer", 1.0), ("sparsegpt", 0.5, "", "wer", 0.4)])
+    assert "no method keeps w usable at 50%" in F.usable_sentence("w", broken)
+    fine = quality([("dense", 0, "", "wer", 0.08), ("sparsegpt", 0.5, "", "wer", 0.1)])
+    assert "keeps w usable" in F.usable_sentence("w", fine)
+
+
+def test_small_model_against_the_papers_smallest_both_ways():
+    from sparsescope.report.text import PUBLISHED
+
+    class M:  # the attributes scale_sentence reads
+        def __init__(self, ppl):
+            self.name, self.quality = "lm", quality([("dense", 0, "", "perplexity", 20.0),
+                                                     ("sparsegpt", 0.5, "", "perplexity", ppl)])
+    assert "loses more than" in F.scale_sentence([M(40.0)], PUBLISHED)      # 2.0× against 1.33×
+    assert "loses less than" in F.scale_sentence([M(21.0)], PUBLISHED)      # 1.05×
+
+
+def test_calibrated_methods_lead_only_where_separable():
+    class M:
+        def __init__(self, q):
+            self.name, self.quality = "m", q
+    ahead = quality([("wanda", 0.5, "", "kl_from_dense", 0.2), ("global_magnitude", 0.5, "", "kl_from_dense", 1.0)])
+    tied = quality([("wanda", 0.5, "", "kl_from_dense", 0.50), ("global_magnitude", 0.5, "", "kl_from_dense", 0.52)])
+    assert F.calibrated_count([M(ahead)]) == (1, 0, 1)
+    assert F.calibrated_count([M(tied)]) == (0, 1, 1)
+
+
+def test_layer_collapse_counts_the_matrices_a_global_threshold_empties():
+    pm = pd.DataFrame([{"method": "global_magnitude", "nm": "", "target_sparsity": t, "name": n, "n": 100,
+                        "n_zero": z, "sparsity": z / 100} for t, n, z in
+                       ((0.5, "a", 98), (0.5, "b", 30), (0.9, "a", 100), (0.9, "b", 99), (0.9, "c", 80))])
+    c = F.layer_collapse(pm)
+    assert list(c["collapsed"]) == [0, 2] and list(c["kept"]) == [2, 0]
+    assert "at least 99% zero" in F.collapse_sentence("m", c)
+
+
+def test_matrix_roles_in_every_layout():
+    cases = {"model.layers.3.self_attn.v_proj.weight": "v", "model.layers.3.mlp.gate_proj.weight": "gate",
+             "model.layers.3.mlp.down_proj.weight": "down", "encoder.layer.0.attention.self.query.weight": "q",
+             "encoder.layer.0.attention.output.dense.weight": "o", "encoder.layer.0.intermediate.dense.weight": "up",
+             "encoder.layer.0.output.dense.weight": "down", "transformer.h.0.attn.c_attn.weight": "qkv",
+             "transformer.h.0.attn.c_proj.weight": "o", "transformer.h.0.mlp.c_proj.weight": "down",
+             "model.decoder.layers.1.encoder_attn.k_proj.weight": "cross k", "model.encoder.layers.0.fc1.weight": "up",
+             "decoder.block.1.layer.1.EncDecAttention.o.weight": "cross o",
+             "decoder.block.1.layer.2.DenseReluDense.wi_0.weight": "gate"}
+    assert {name: F.matrix_role(name) for name in cases} == cases
+
+
+def test_numbers_read_as_people_write_them():
+    assert F.num(105714.18) == "105,714" and F.num(22029571.7) == "22.0 M" and "e+" not in F.num(1.057e5)
+    assert F.pct(0.99995479) == "99.995%" and F.pct(0.979) == "97.9%"
+
+
+# ------------------------------------------------------------------------------------------ figures
+def per_tensor(blocks: int, stacks=("encoder", "decoder")) -> pd.DataFrame:
+    rows = []
+    for stack in stacks:
+        for b in range(blocks):
+            for leaf in ("down_proj", "q_proj", "up_proj", "k_proj", "o_proj", "v_proj", "gate_proj"):
+                part = "mlp" if leaf in ("down_proj", "up_proj", "gate_proj") else "self_attn"
+                rows.append({"name": f"model.{stack}.layers.{b}.{part}.{leaf}.weight", "stack": stack,
+                             "block": float(b), "n": 100, "n_zero": (7 * b) % 100})
+    return pd.DataFrame(rows).sample(frac=1, random_state=0)  # stored order is not depth order
+
+
+def test_heatmap_blocks_in_numeric_order_roles_in_block_order_stacks_one_above_the_other():
+    fig = layer_sparsity_heatmap(per_tensor(21), "t")
+    heat = [ax for ax in fig.axes if ax.get_title().endswith("blocks")]
+    assert [ax.get_title() for ax in heat] == ["encoder blocks", "decoder blocks"]
+    assert heat[0].get_position().y0 > heat[1].get_position().y0  # encoder above decoder
+    for ax in heat:
+        blocks = [int(t.get_text()) for t in ax.get_yticklabels()]
+        assert blocks == sorted(blocks) and blocks[0] == 0
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["q", "k", "v", "o", "gate", "up/fc1", "down/fc2"]
+    for text in fig.findobj(matplotlib.text.Text):
+        if text.get_text() and text.get_visible():
+            assert text.get_fontsize() >= 6.5, text.get_text()
+
+
+def runtime_rows() -> pd.DataFrame:
+    rows = []
+    for b in (1, 8):
+        rows.append({"kind": "dense-kernels", "shape_or_model": "m", "sparsity": 0.5, "tokens": 128 * b, "batch": b,
+                     "seqlen": 128, "dense_ms": 10.0, "sparse_ms": 10.1, "speedup": 0.99, "speedup_lo": 0.9,
+                     "speedup_hi": 1.1, "device": "cpu"})
+        rows.append({**rows[-1], "kind": "sparse-kernels-e2e", "sparsity": 0.9, "speedup": 1.3, "speedup_lo": 1.2,
+                     "speedup_hi": 1.4})
+    for kind in ("kernel-csr", "kernel-bsr"):
+        for s in (0.5, 0.9):
+            for n in (1, 16):
+                rows.append({"kind": kind, "shape_or_model": "64x32", "sparsity": s, "tokens": n,
+                             "dense_ms": 1.0, "sparse_ms": 2 - s, "speedup": 1 / (2 - s), "device": "cpu"})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("keep", [
+    ("kernel-csr",), ("kernel-csr", "kernel-bsr"), ("dense-kernels",), ("sparse-kernels-e2e",),
+    ("dense-kernels", "kernel-csr"), ("kernel-bsr",), ()])
+def test_runtime_figure_draws_any_subset_and_says_what_is_missing(keep):
+    full = runtime_rows()
+    subset = full[full["kind"].isin(keep)]
+    if "dense-kernels" not in keep and "sparse-kernels-e2e" not in keep:
+        subset = subset.drop(columns=["batch", "seqlen"])  # kernel rows alone have no batch (the old KeyError)
+    fig = runtime_figure(subset.reset_index(drop=True), "t")
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert visible
+    note = " ".join(t.get_text() for t in fig.texts)
+    if "dense-kernels" not in keep:
+        assert "Not measured" in note and "dense kernels" in note
+    if keep:
+        lows = {ax.get_ylim() for ax in visible}
+        assert len(lows) == 1  # one y-range for every panel
+
+
+# ------------------------------------------------------------------------------------- rendered pages
+def need(tool: str) -> None:
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed")
+
+
+def page_words(pdf: Path) -> list[tuple[float, float, list[tuple[float, float, str]]]]:
+    """(width, height, [(xMin, xMax, word)]) per page, from pdftotext's word boxes."""
+    out = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    pages = []
+    for page in re.finditer(r'<page width="([\d.]+)" height="([\d.]+)">(.*?)</page>', out, re.S):
+        words = [(float(a), float(b), w) for a, b, w in
+                 re.findall(r'<word xMin="([\d.]+)" yMin="[\d.]+" xMax="([\d.]+)" yMax="[\d.]+">([^<]*)</word>',
+                            page.group(3))]
+        pages.append((float(page.group(1)), float(page.group(2)), words))
+    return pages
+
+
+def images_per_page(pdf: Path) -> dict[int, int]:
+    out = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True, check=True).stdout
+    counts: dict[int, int] = {}
+    for line in out.splitlines()[2:]:
+        if line.split():
+            page = int(line.split()[0])
+            counts[page] = counts.get(page, 0) + 1
+    return counts
+
+
+def layout_problems(pdf: Path, min_words: int = 40) -> list[str]:
+    """Words past the right margin (a clipped table), empty pages, near-empty pages before the last."""
+    problems = []
+    pages, images = page_words(pdf), images_per_page(pdf)
+    for i, (width, _, words) in enumerate(pages, 1):
+        edge = width - MARGIN_PT + 1.0
+        past = [w for _, x1, w in words if x1 > edge]
+        if past:
+            problems.append(f"page {i}: text past the right margin: {past[:5]}")
+        body = [w for w in words if not re.fullmatch(r"\d+|/", w[2])]  # the footer's "3 / 17"
+        if not body and not images.get(i):
+            problems.append(f"page {i} is empty")
+        elif i < len(pages) and len(body) < min_words and not images.get(i):
+            problems.append(f"page {i} is nearly empty ({len(body)} words)")
+    return problems
+
+
+def test_the_page_check_catches_a_clipped_table_and_an_empty_page(tmp_path):
+    need("pdftotext")
+    need("pdfimages")
+    from sparsescope.report.pipeline import write_pdf
+    wide = "<table class='ss-table'><tr>" + "".join(f"<td>{'x' * 40}{i}</td>" for i in range(8)) + "</tr></table>"
+    html = tmp_path / "bad.html"
+    html.write_text(f"<html><body><p>{'word ' * 60}</p>{wide}<div style='break-before: page'></div>"
+                    f"<p style='break-before: page'>{'word ' * 60}</p></body></html>")
+    problems = layout_problems(write_pdf(html, tmp_path / "bad.pdf"))
+    assert any("past the right margin" in p for p in problems)
+    assert any("empty" in p for p in problems)
+
+
+@pytest.fixture(scope="module")
+def report_pdf(tiny_models, tmp_path_factory):
+    """The real report (papermill, nbconvert, WeasyPrint) on a tiny Llama's real distribution and pruning
+    runs, with synthetic benchmark tables that carry the newer columns (intervals, counts)."""
+    need("pdftotext")
+    from sparsescope.analysis.distribution import analyze_model
+    from sparsescope.artifacts import results_path
+    from sparsescope.evaluation.size import size_results
+    from sparsescope.pruning.runs import PruneSpec, prune_runs
+    from sparsescope.report.pipeline import build_report
+    root = tmp_path_factory.mktemp("report")
+    model = str(tiny_models["llama"])
+    results = root / "results"
+    analyze_model(model, results_path(results, model, "distribution"), progress=False)
+    pruning = results_path(results, model, "pruning")
+    specs = [PruneSpec("global_magnitude", 0.5), PruneSpec("global_magnitude", 0.9), PruneSpec("layer_magnitude", 0.5),
+             PruneSpec("nm_magnitude", nm="2:4")]
+    table = prune_runs(model, pruning, specs, progress=False)
+    bench = results_path(results, model, "benchmarks")
+    size_results(pruning, bench)
+    rows = [("dense", 0.0, "", 40.0)] + [(r.method, r.target_sparsity, r.nm if isinstance(r.nm, str) else "",
+                                          40.0 * (1 + 4 * r.target_sparsity)) for r in table.itertuples()]
+    q = []
+    for method, target, nm, ppl in rows:
+        kl = 0.0 if method == "dense" else ppl / 40 - 0.9
+        q += [{"method": method, "target_sparsity": target, "nm": nm, "metric": "perplexity", "value": ppl,
+               "ci_lo": ppl * 0.95, "ci_hi": ppl * 1.05, "n_tokens": 512},
+              {"method": method, "target_sparsity": target, "nm": nm, "metric": "kl_from_dense", "value": kl,
+               "ci_lo": kl * 0.9, "ci_hi": kl * 1.1, "n_tokens": 512}]
+    pd.DataFrame(q).to_csv(bench / "quality.csv", index=False)
+    runtime_rows().to_csv(bench / "runtime.csv", index=False)
+    pd.DataFrame([{"kind": "kernel-csr", "shape_or_model": "64x32", "tokens": 16, "crossover_sparsity": 0.8}]).to_csv(
+        bench / "crossovers.csv", index=False)
+    (bench / "manifest.json").write_text(json.dumps({"parameters": {"corpus": "sotu", "budget": {
+        "n_tokens": 512, "window": 128, "n_passages": 64, "n_clips": 8}}}))
+    html = build_report([model], results, root / "report")
+    return html, html.with_suffix(".pdf")
+
+
+def test_rendered_report_has_no_clipped_table_and_no_empty_page(report_pdf):
+    _, pdf = report_pdf
+    assert layout_problems(pdf) == []
+
+
+def test_rendered_report_numbers_its_figures_and_gives_every_image_alt_text(report_pdf):
+    html_path, _ = report_pdf
+    html = html_path.read_text()
+    images = re.findall(r"<img\b[^>]*>", html)
+    assert images and all(re.search(r'alt="[^"]{20,}"', img) for img in images)
+    numbers = [int(n) for n in re.findall(r"<b>Figure (\d+)\.</b>", html)]
+    assert numbers == list(range(1, len(images) + 1))
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<(style|script)\b.*?</\1>", " ", html, flags=re.S))
+    # template leftovers such as "model(s)" (the mask entropy H(s) is notation, not a leftover)
+    assert not re.search(r"[a-z]\(s\)", text) and not re.search(r"\bnan\b", text, re.I) and "e+0" not in text
+    assert 'class="ss-toc"' in html
