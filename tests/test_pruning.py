@@ -11,6 +11,7 @@ from sparsescope.pruning.layers import input_dim, is_linear
 from sparsescope.pruning.magnitude import nm_prune_scores
 from sparsescope.pruning.runs import PruneSpec, prune_model, seed_global_magnitude
 from sparsescope.sources.registry import load_model
+from sparsescope.storage import (decode_sparse, encode_sparse, export_dense, load_pruned,
                                  read_state_dict)
 from sparsescope.pruning.wanda import Wanda
 from sparsescope.sources.weights import iter_tensors, tag
