@@ -29,14 +29,16 @@ N_TOKENS ?=
 WINDOW ?=
 N_PASSAGES ?=
 N_CLIPS ?=
+BATCH_SIZES ?=
+REPEATS ?=
 CORPUS ?=
 DEVICE ?=
 JOBS ?= 1
 DASK_SCHEDULER ?=
-KNOBS = --methods "$(METHODS)" --sparsities "$(SPARSITIES)" --nm "$(NM)" --nm-methods "$(NM_METHODS)" --n-samples "$(N_SAMPLES)" \
-	--seqlen "$(SEQLEN)" --seed "$(SEED)" --n-tokens "$(N_TOKENS)" --window "$(WINDOW)" \
-	--n-passages "$(N_PASSAGES)" --n-clips "$(N_CLIPS)" --corpus "$(CORPUS)" --device "$(DEVICE)" --jobs "$(JOBS)" \
-	--scheduler "$(DASK_SCHEDULER)"
+KNOBS = --methods "$(METHODS)" --sparsities "$(SPARSITIES)" --nm "$(NM)" --nm-methods "$(NM_METHODS)" \
+	--n-samples "$(N_SAMPLES)" --seqlen "$(SEQLEN)" --seed "$(SEED)" --n-tokens "$(N_TOKENS)" --window "$(WINDOW)" \
+	--n-passages "$(N_PASSAGES)" --n-clips "$(N_CLIPS)" --batch-sizes "$(BATCH_SIZES)" --repeats "$(REPEATS)" \
+	--corpus "$(CORPUS)" --device "$(DEVICE)" --jobs "$(JOBS)" --scheduler "$(DASK_SCHEDULER)"
 STAMP := $(VENV)/.sparsescope-setup
 
 .PHONY: setup system-packages models test report bench clean

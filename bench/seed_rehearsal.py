@@ -3,7 +3,8 @@ exactly as the hub ships them (bench/hub_layouts.py: real configs, random weight
 formats), read from an offline Hugging Face cache with HF_HUB_OFFLINE=1.
 
     python bench/seed_rehearsal.py [--root DIR] [--results DIR] [--methods ...] [--sparsities 0.5] [--nm 2:4]
-                                   [--nm-methods nm_magnitude] [--n-tokens 1024] [--keep-checkpoints]
+                                   [--nm-methods nm_magnitude] [--n-tokens 1024] [--batch-sizes 1] [--repeats 3]
+                                   [--keep-checkpoints]
                                    [--csv bench/seed_rehearsal.csv]
 
 It builds the cache once (~19 GB: gpt2-xl 6.4 GB safetensors, bert-large-uncased 1.3 GB, t5-v1_1-xl 11.4 GB
@@ -137,6 +138,8 @@ def main() -> int:
     parser.add_argument("--nm", default="2:4")
     parser.add_argument("--nm-methods", default="nm_magnitude", help="methods that get the N:M run")
     parser.add_argument("--n-tokens", default="1024", help="quality budget per model (the default is 4096)")
+    parser.add_argument("--batch-sizes", default="1", help="end-to-end runtime batch sizes (the default is 1 8)")
+    parser.add_argument("--repeats", default="3", help="interleaved runtime repeats (the default is 5)")
     parser.add_argument("--keep-checkpoints", action="store_true")
     parser.add_argument("--csv", type=Path, default=REPO / "bench" / "seed_rehearsal.csv")
     args = parser.parse_args()
@@ -148,7 +151,8 @@ def main() -> int:
            "HF_HOME": str(args.root.parent / "hf_home"), "PYTHONUNBUFFERED": "1"}
     command = ["make", "--no-print-directory", "report", "PROFILE=seed", f"RESULTS={args.results}",
                f"REPORT_DIR={args.report_dir}", f"METHODS={args.methods}", f"SPARSITIES={args.sparsities}",
-               f"NM={args.nm}", f"NM_METHODS={args.nm_methods}", f"N_TOKENS={args.n_tokens}"]
+               f"NM={args.nm}", f"NM_METHODS={args.nm_methods}", f"N_TOKENS={args.n_tokens}",
+               f"BATCH_SIZES={args.batch_sizes}", f"REPEATS={args.repeats}"]
     print("running:", " ".join(command), flush=True)
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, bufsize=1)

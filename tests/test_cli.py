@@ -87,7 +87,8 @@ def test_make_report_passes_its_knobs_to_the_command_line():
         pytest.skip("make is not installed")
     shown = subprocess.run(["make", "-n", "report", "PROFILE=seed", "METHODS=wanda sparsegpt",
                             "SPARSITIES=0.5 0.7", "NM=none", "N_SAMPLES=auto", "SEQLEN=256", "N_TOKENS=1024",
-                            "CORPUS=wikitext2", "DEVICE=cpu", "JOBS=3"],
+                            "CORPUS=wikitext2", "DEVICE=cpu", "JOBS=3", "NM_METHODS=nm_magnitude",
+                            "BATCH_SIZES=1", "REPEATS=3"],
                            capture_output=True, text=True, cwd=ROOT, timeout=120).stdout
     line = next(line for line in shown.splitlines() if "-m sparsescope report" in line)
     words = shlex.split(line)
@@ -95,7 +96,8 @@ def test_make_report_passes_its_knobs_to_the_command_line():
     assert (args.command, args.profile, args.jobs) == ("report", "seed", "3")
     assert parse_knobs({name: getattr(args, name) for name in KNOBS}) == {
         "methods": ["wanda", "sparsegpt"], "sparsities": [0.5, 0.7], "nm": None, "n_samples": None,
-        "seqlen": 256, "n_tokens": 1024, "corpus": "wikitext2", "device": "cpu"}
+        "seqlen": 256, "n_tokens": 1024, "corpus": "wikitext2", "device": "cpu", "nm_methods": ["nm_magnitude"],
+        "batch_sizes": [1], "repeats": 3}
 
 
 def test_command_line_stages_are_reused_by_make_report(tiny_models, tmp_path):

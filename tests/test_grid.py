@@ -291,3 +291,14 @@ def test_the_seed_grid_bench_plans_every_run(tmp_path):
     assert seed["tasks"] == sum(seed["by_kind"].values()) and seed["depth"] == 5
     assert seed["makespan_s"][1] == pytest.approx(seed["work_s"])
     assert seed["critical_path_s"] <= seed["makespan_s"][4] < seed["makespan_s"][1]
+
+
+def test_a_task_runs_where_transformers_asks_the_terminal_for_colour(seed_hub, capsys):
+    """BERT-large's hub file holds heads BertForMaskedLM does not use; transformers' load report then asks
+    sys.stdout.isatty(), which the task's captured stream must answer (the seed rehearsal failed here)."""
+    from conftest import snapshot
+    from sparsescope.sources.registry import load_model
+    folder = snapshot(seed_hub, "google-bert/bert-large-uncased")
+    model = grid._captured({"prefix": "[bert] ", "title": "evaluate dense"}, lambda: load_model(str(folder)))
+    assert type(model).__name__ == "BertForMaskedLM"
+    assert "[bert] evaluate dense: done in" in capsys.readouterr().out

@@ -343,3 +343,74 @@ def test_rendered_report_numbers_its_figures_and_gives_every_image_alt_text(repo
     # template leftovers such as "model(s)" (the mask entropy H(s) is notation, not a leftover)
     assert not re.search(r"[a-z]\(s\)", text) and not re.search(r"\bnan\b", text, re.I) and "e+0" not in text
     assert 'class="ss-toc"' in html
+
+
+# --------------------------------------------------------------- quality intervals at the source (issue 11)
+def fake_evaluator(objective, batches, dense):
+    from sparsescope.evaluation.quality import QualityEvaluator
+    ev = object.__new__(QualityEvaluator)  # score() reads only these
+    ev.objective, ev.batches, ev.dense, ev.tokenizer = objective, batches, dense, None
+    return ev
+
+
+def test_quality_rows_carry_bootstrap_intervals_and_wer_counts_and_transcripts():
+    import torch
+    from sparsescope.evaluation.quality import split_transcripts
+    torch.manual_seed(0)
+    dense = [{"logp": torch.log_softmax(torch.randn(32, 11), -1), "labels": torch.randint(0, 11, (32,))}
+             for _ in range(8)]
+    pruned = [{**d, "logp": torch.log_softmax(d["logp"] + torch.randn(32, 11), -1)} for d in dense]
+    rows = {r["metric"]: r for r in fake_evaluator("causal-lm", [], dense).score(pruned)}
+    for metric in ("perplexity", "kl_from_dense"):
+        r = rows[metric]
+        assert r["ci_lo"] < r["value"] < r["ci_hi"], r
+    assert F.interval(rows["perplexity"]) and "[" in F.value_text(rows["perplexity"])
+    refs = ["the cat sat on the mat", "we will not stop"]
+    speech = [{**d, "hypothesis": h} for d, h in zip(dense, ["the cat sat on a mat", "we will not stop"])]
+    out = fake_evaluator("speech", [{"text": t} for t in refs], dense[:2]).score(speech)
+    wer = next(r for r in out if r["metric"] == "wer")
+    assert (wer["count"], wer["total"]) == (1, 10) and "(1/10)" in F.value_text(wer)
+    row = {"method": "wanda", "target_sparsity": 0.5, "nm": "", **wer}
+    table = split_transcripts([row])
+    assert list(table["hypothesis"]) == ["the cat sat on a mat", "we will not stop"] and "transcripts" not in row
+    retrieval = [{"logp": torch.log_softmax(torch.randn(64, 64), -1), "labels": torch.arange(64),
+                  "embeddings": torch.nn.functional.normalize(torch.randn(128, 8), dim=-1)}]
+    rows = {r["metric"]: r for r in fake_evaluator("sentence-embedding", [], retrieval).score(retrieval)}
+    assert rows["retrieval_top1"]["total"] == 64 and F.value_text(rows["retrieval_top1"]).endswith("/64")
+    assert rows["cosine_to_dense"]["ci_lo"] <= 1.0 <= rows["cosine_to_dense"]["ci_hi"] + 1e-9
+
+
+# ------------------------------------------------------------------------------- small print (issue 11)
+def test_a_range_whose_ends_print_alike_is_one_number_and_one_token_is_singular():
+    assert F.span(2.1, 2.1) == "2.1" and F.span(0.5, 0.8, "{:.0%}".format) == "50%–80%"
+    rows = runtime_rows()
+    assert "1 token per batch" in F.bsr_sentence(rows[rows["kind"] == "kernel-bsr"])
+
+
+def test_whole_model_latency_names_its_tokens_per_batch():
+    fig = runtime_figure(runtime_rows(), "t")
+    assert any("128 tokens" in ax.get_title() for ax in fig.axes)
+
+
+def test_rendered_summary_names_the_tokens_behind_its_latency_and_no_range_repeats_itself(report_pdf):
+    html = report_pdf[0].read_text()
+    assert "speed, batch 1 × 128 tokens" in html
+    text = re.sub(r"<[^>]+>", " ", html)
+    assert not re.search(r"(?<![\d.])(\d[\d.,]*%?)–\1(?![\d.])", text)
+
+
+def test_quality_tables_lead_with_the_continuous_metrics():
+    from sparsescope.report.text import Report
+    q = pd.DataFrame([{"method": "dense", "target_sparsity": 0.0, "nm": "", "metric": m, "value": v,
+                       "n_tokens": 64} for m, v in (("retrieval_top1", 0.5), ("cosine_to_dense", 1.0),
+                                                     ("kl_from_dense", 0.0))])
+    assert list(Report.quality_table(q).columns) == ["cosine to dense", "KL from dense", "retrieval top-1"]
+
+
+def test_a_de_quantised_model_carries_its_origin():
+    from sparsescope.report.text import caveat
+
+    class M:
+        name = "smollm2-135m"
+        dist = type("D", (), {"summary": {"model_info": {"note": "de-quantised from a Q4_1 GGUF"}}})()
+    assert "Q4_1" in caveat(M()) and "4-bit grid" in caveat(M())

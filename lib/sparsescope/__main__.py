@@ -23,7 +23,8 @@ from .errors import SparsescopeError
 PROG = "python -m sparsescope"
 # knobs per subcommand (papermill parameter names; see report.pipeline.KNOBS)
 PRUNE_KNOBS = ("methods", "sparsities", "nm", "nm_methods", "n_samples", "seqlen", "seed", "device")
-EVALUATE_KNOBS = ("corpus", "n_tokens", "window", "n_passages", "n_clips", "seed", "device")
+EVALUATE_KNOBS = ("corpus", "n_tokens", "window", "n_passages", "n_clips", "batch_sizes", "repeats", "seed",
+                  "device")
 LISTS = ("methods", "sparsities")  # several words: --sparsities 0.5 0.7 or --sparsities "0.5 0.7"
 
 

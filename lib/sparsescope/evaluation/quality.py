@@ -46,6 +46,8 @@ from ..sources.devices import device_name, resolve_device, to_device
 RETRIEVAL_SCALE = 20.0   # all-MiniLM's contrastive temperature (1/0.05)
 
 
+ROWS_VERSION = 2
+
 @dataclass(frozen=True)
 class Budget:
     n_tokens: int = 4096     # causal-lm: tokens scored; masked-lm / span-corruption: tokens read
@@ -146,8 +148,14 @@ def word_error_rate(references: list[str], hypotheses: list[str], normalize=None
     if len(references) != len(hypotheses):
         raise SparsescopeError(f"word error rate: {len(references)} references but {len(hypotheses)} "
                                "hypotheses: pass one hypothesis per reference")
+    pairs = word_errors(references, hypotheses, normalize)
+    return sum(e for e, _ in pairs) / max(sum(n for _, n in pairs), 1)
+
+
+def word_errors(references: list[str], hypotheses: list[str], normalize=None) -> list[tuple[int, int]]:
+    """(word-level Levenshtein distance, reference words) of each pair, after `normalize`."""
     normalize = normalize or whisper_normalizer()
-    errors = total = 0
+    out = []
     for ref, hyp in zip(references, hypotheses):
         r, h = normalize(ref).split(), normalize(hyp or "").split()
         row = list(range(len(h) + 1))
@@ -155,9 +163,23 @@ def word_error_rate(references: list[str], hypotheses: list[str], normalize=None
             prev, row[0] = row[0], i
             for j, hw in enumerate(h, 1):
                 prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (rw != hw))
-        errors += row[len(h)]
-        total += len(r)
-    return errors / max(total, 1)
+        out.append((row[len(h)], len(r)))
+    return out
+
+
+def bootstrap_interval(sums, counts, transform=None, resamples: int = 2000,
+                       seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of transform(sum(sums) / sum(counts)), resampling the units (windows, clips,
+    passages) with replacement; (nan, nan) with fewer than two units."""
+    sums, counts = np.asarray(sums, dtype=float), np.asarray(counts, dtype=float)
+    if len(sums) < 2:
+        return (math.nan, math.nan)
+    idx = np.random.default_rng(seed).integers(0, len(sums), (resamples, len(sums)))
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        stats = sums[idx].sum(1) / counts[idx].sum(1)
+        stats = transform(stats) if transform else stats
+    lo, hi = np.quantile(stats, [0.025, 0.975], method="nearest")
+    return float(lo), float(hi)
 
 
 def kl_divergence(dense_logp: torch.Tensor, logp: torch.Tensor) -> float:
@@ -165,8 +187,12 @@ def kl_divergence(dense_logp: torch.Tensor, logp: torch.Tensor) -> float:
     distribution, from log-probabilities [positions, classes]. A class the dense model gives no mass
     (log p = -inf) adds exactly 0 (p log p -> 0); torch's kl_div and exp(p) * (p - q) give NaN there.
     A class the pruned model rules out where the dense one does not adds +inf, which it is."""
+    return float(kl_per_position(dense_logp, logp).mean())
+
+
+def kl_per_position(dense_logp: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
     terms = torch.where(dense_logp == -math.inf, 0.0, dense_logp.exp() * (dense_logp - logp))
-    return float(terms.double().sum(-1).mean())
+    return terms.double().sum(-1)
 
 
 # ------------------------------------------------------------------------------------ evaluator
@@ -305,34 +331,57 @@ class QualityEvaluator:
         return self.score(self.dense)
 
     def score(self, outputs) -> list[dict]:
-        nll_sum = correct = kl_sum = 0.0
-        n = 0
-        hypotheses, embeddings = [], None
+        """Rows (metric, value, n_tokens, ci_lo, ci_hi[, count, total]): 95% bootstrap intervals over the
+        windows or clips (over the passages when there is one batch); accuracies and WER with their counts."""
+        nll, kl, hit, n, hypotheses, embeddings = [], [], [], [], [], None
         for out, dense in zip(outputs, self.dense):
             logp, labels = out["logp"], out["labels"]
-            nll_sum += float(F.nll_loss(logp, labels, reduction="sum"))
-            correct += float((logp.argmax(-1) == labels).sum())
-            kl_sum += kl_divergence(dense["logp"], logp) * labels.numel()
-            n += labels.numel()
+            nll.append(F.nll_loss(logp, labels, reduction="none").double())
+            kl.append(kl_per_position(dense["logp"], logp))
+            hit.append((logp.argmax(-1) == labels).double())
+            n.append(labels.numel())
             hypotheses.append(out.get("hypothesis"))
             embeddings = out.get("embeddings")
-        nll = nll_sum / n
-        top1 = correct / n
-        if self.objective == "causal-lm":
-            rows = [("perplexity", math.exp(nll)), ("nll", nll)]
-        elif self.objective == "masked-lm":
-            rows = [("mlm_loss", nll), ("mlm_top1", top1)]
-        elif self.objective == "span-corruption":
-            rows = [("span_loss", nll)]
-        elif self.objective == "speech":
-            wer = word_error_rate([b["text"] for b in self.batches], hypotheses,
-                                  whisper_normalizer(self.tokenizer))
-            rows = [("token_loss", nll), ("wer", wer)]
+        if len(n) == 1:  # one batch (retrieval): its positions, the passages, are the units
+            nll, kl, hit, n = [[float(x) for x in v[0]] for v in (nll, kl, hit)] + [[1] * n[0]]
         else:
-            cosine = float((embeddings * self.dense[0]["embeddings"]).sum(-1).mean())
-            rows = [("retrieval_top1", top1), ("cosine_to_dense", cosine)]
-        rows.append(("kl_from_dense", kl_sum / n))
-        return [{"metric": m, "value": v, "n_tokens": n} for m, v in rows]
+            nll, kl, hit = [[float(x.sum()) for x in v] for v in (nll, kl, hit)]
+        total = sum(n)
+        rows = []
+
+        def add(metric, sums, counts, transform=None, **extra):
+            value = sum(sums) / sum(counts)
+            lo, hi = bootstrap_interval(sums, counts, transform)
+            rows.append({"metric": metric, "value": transform(value) if transform else value,
+                         "n_tokens": total, "ci_lo": lo, "ci_hi": hi, **extra})
+
+        if self.objective == "causal-lm":
+            add("perplexity", nll, n, np.exp)
+            add("nll", nll, n)
+        elif self.objective in ("masked-lm", "span-corruption", "speech"):
+            loss = {"masked-lm": "mlm_loss", "span-corruption": "span_loss"}.get(self.objective, "token_loss")
+            add(loss, nll, n)
+            if self.objective == "masked-lm":
+                add("mlm_top1", hit, n, count=int(sum(hit)), total=total)
+            if self.objective == "speech":
+                references = [b["text"] for b in self.batches]
+                pairs = word_errors(references, hypotheses, whisper_normalizer(self.tokenizer))
+                errors, words = [e for e, _ in pairs], [w for _, w in pairs]
+                add("wer", errors, words, count=sum(errors), total=sum(words),
+                    transcripts=[list(t) for t in zip(references, hypotheses)])
+        else:
+            cosines = (embeddings * self.dense[0]["embeddings"]).sum(-1).double().tolist()
+            add("retrieval_top1", hit, n, count=int(sum(hit)), total=total)
+            add("cosine_to_dense", cosines, [1] * len(cosines))
+        add("kl_from_dense", kl, n)
+        return rows
+
+
+def split_transcripts(rows: list[dict]) -> pd.DataFrame:
+    """Take the speech rows' (reference, hypothesis) pairs out of `rows`: one table row per run and clip."""
+    return pd.DataFrame([{"method": r["method"], "target_sparsity": r["target_sparsity"], "nm": r["nm"],
+                          "clip": i, "reference": ref, "hypothesis": hyp}
+                         for r in rows for i, (ref, hyp) in enumerate(r.pop("transcripts", None) or [])])
 
 
 def source_files(folder: Path) -> list[Path]:
@@ -364,9 +413,10 @@ def evaluate_checkpoints(model: str, pruning_dir, out_dir, budget: Budget = Budg
     owner = (pruning_dir / "model.txt").read_text().strip() if (pruning_dir / "model.txt").exists() else None
     if owner != model:
         raise SparsescopeError(f"{pruning_dir} holds pruning runs of {owner!r}, not {model!r}: pass that "
-                               "model's "
-                               "pruning_dir")
-    settings = {"model": model, "budget": asdict(budget), "corpus": corpus}
+                               "model's pruning_dir")
+    # rows: the version of what a row holds (2: bootstrap intervals, counts, transcripts), so cached rows of
+    # an older version are scored again instead of lacking them
+    settings = {"model": model, "budget": asdict(budget), "corpus": corpus, "rows": ROWS_VERSION}
     folder = Path(model_folder(model))
     dense_files = content_hashes(source_files(folder), folder)
     evaluator = None
@@ -397,6 +447,9 @@ def evaluate_checkpoints(model: str, pruning_dir, out_dir, budget: Budget = Budg
             key["checkpoint_files"] = content_hashes(sorted(p for p in Path(run.checkpoint).rglob("*")
                                                             if p.is_file()), Path(run.checkpoint))
         rows += cached_json(out_dir / "rows" / f"{label}.json", key, lambda: score(run))
+    transcripts = split_transcripts(rows)
+    if len(transcripts):  # what each run transcribes, for the report's examples
+        atomic_write_text(out_dir / "transcripts.csv", transcripts.to_csv(index=False))
     table = pd.DataFrame(rows)
     atomic_write_text(out_dir / "quality.csv", table.to_csv(index=False))
     info = describe(model)

@@ -197,6 +197,13 @@ def join(items: list[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def span(lo: float, hi: float, fmt=None) -> str:
+    """'lo–hi' as printed, or one number when both ends print the same (no '2.1–2.1')."""
+    fmt = fmt or num
+    a, b = fmt(lo), fmt(hi)
+    return a if a == b else f"{a}–{b}"
+
+
 def ratio(x: float) -> str:
     return f"{x:.2f}×" if x < 10 else f"{x:.0f}×" if x < 1000 else f"{num(x)}×"
 
@@ -353,7 +360,7 @@ def value_text(row: dict) -> str:
         return f"{found[0]}/{found[1]}"
     text = num(row["value"])
     span = interval(row)
-    if span:
+    if span and num(span[0]) != num(span[1]):  # no "0 [0–0]"
         text += f" [{num(span[0])}–{num(span[1])}]"
     if found:
         text += f" ({found[0]}/{found[1]})"
@@ -631,7 +638,8 @@ def bsr_sentence(runtime: pd.DataFrame) -> str:
     if not len(bsr):
         return ""
     best = bsr.loc[pd.to_numeric(bsr["speedup"]).idxmax()]
-    where = f"{best['shape_or_model']}, {float(best['sparsity']):.0%}, {int(best['tokens'])} tokens per batch"
+    where = (f"{best['shape_or_model']}, {float(best['sparsity']):.0%}, "
+             f"{plural(int(best['tokens']), 'token')} per batch")
     span = speed_interval(dict(best))
     faster = (span[0] > 1) if span else float(best["speedup"]) > 1
     if faster and span is None:

@@ -221,6 +221,9 @@ class _Lines:
     def flush(self) -> None:
         pass
 
+    def isatty(self) -> bool:  # asked by libraries that colour their output (transformers' load report)
+        return False
+
 
 _UNCAPPED = threading.Lock()
 

@@ -111,6 +111,13 @@ def _integer(least: int):
     return parse
 
 
+def _batch_sizes(text: str) -> list[int]:
+    sizes = [_integer(1)(word) for word in _words(text)]
+    if not sizes:
+        raise ValueError("give at least one batch size, e.g. \"1 8\"")
+    return sizes
+
+
 def _n_samples(text: str) -> int | None:
     if text.strip().lower() in ("auto", "none"):
         return None  # the library scales the calibration windows to the model
@@ -146,6 +153,8 @@ KNOBS = {
     "window": (_integer(8), "quality: tokens per evaluation window"),
     "n_passages": (_integer(1), "quality: passages (sentence-embedding models)"),
     "n_clips": (_integer(1), "quality: spoken clips (speech models)"),
+    "batch_sizes": (_batch_sizes, "runtime: end-to-end batch sizes, e.g. \"1 8\""),
+    "repeats": (_integer(1), "runtime: interleaved dense/pruned repeats per latency"),
     "corpus": (_corpus, "evaluation text: sotu (offline) or wikitext2 (hub)"),
     "device": (_device, "auto (CUDA when present, else cpu), cpu, cuda or cuda:N"),
 }
@@ -451,6 +460,9 @@ class _Pipe:
 
     def flush(self) -> None:
         pass
+
+    def isatty(self) -> bool:  # asked by libraries that colour their output (transformers' load report)
+        return False
 
 
 # -------------------------------------------------------------------------------------- models

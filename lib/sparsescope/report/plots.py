@@ -666,7 +666,9 @@ def _whole_model_panel(ax, whole: pd.DataFrame) -> None:
         ax.errorbar([i], [float(r["speedup"])], yerr=err, fmt="o", color=colour, capsize=2)
     ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=7)
     ax.set_xlim(-0.6, len(labels) - 0.4)
-    ax.set_title("whole model (b = batch)")
+    seqlen = sorted({int(x) for x in column(whole, "seqlen").dropna()})
+    tokens = f" of {'/'.join(map(str, seqlen))} tokens" if seqlen else ""
+    ax.set_title(f"whole model (b = batch{tokens})")
 
 
 # ----------------------------------------------------------------------------------------- frontier

@@ -269,6 +269,11 @@ class Report:
                         "speed, batch 1": self.speed_of(m, run),
                     }
                 )
+        timed = [F.rows_of(m.runtime, "dense-kernels") for m in self.models]
+        seqlens = {int(x) for t in timed if len(t) for x in F.column(t, "seqlen").dropna()}
+        if len(seqlens) == 1:  # a latency names its tokens per batch
+            header = f"speed, batch 1 × {seqlens.pop()} tokens"
+            rows = [{header if k == "speed, batch 1" else k: v for k, v in r.items()} for r in rows]
         return pd.DataFrame(rows).set_index(["model", "run"]) if rows else pd.DataFrame()
 
     def headlines(self) -> list[str]:
@@ -280,14 +285,14 @@ class Report:
             best = half.loc[half.groupby("model")["value"].idxmin()]
             gm = half[half["method"] == "global_magnitude"]
             alone, tied, cases = F.calibrated_count(self.models)
-            span = f"{num(best['value'].min())}–{num(best['value'].max())}"
-            lead = f"**{span} nats** of KL from dense at 50% with the "
+            lead = (f"**{F.span(best['value'].min(), best['value'].max())} nats** of KL from dense at 50% "
+                    "with the ")
             by_method = best.groupby("method", sort=False)["model"].apply(list)
             who = [f"{method} for {f'all {len(ms)} models' if len(ms) == len(best) > 1 else join(ms)}"
                    for method, ms in by_method.items()]
             lead += f"best method per model ({join(who)})"
             if len(gm):
-                lead += f", against {num(gm['value'].min())}–{num(gm['value'].max())} for global magnitude"
+                lead += f", against {F.span(gm['value'].min(), gm['value'].max())} for global magnitude"
             lead += (
                 f". A calibrated method (Wanda or SparseGPT) leads clear of the others in {alone} of {cases} "
                 f"models" + (f" and ties for the lead in {tied}" if tied else "") + "."
@@ -1046,15 +1051,15 @@ class Report:
         order = [
             c
             for c in (
-                "perplexity",
+                "perplexity",  # continuous metrics first, then the counts (issue 11)
                 "mlm_loss",
                 "span_loss",
                 "token_loss",
+                "cosine_to_dense",
+                "kl_from_dense",
                 "wer",
                 "retrieval_top1",
                 "mlm_top1",
-                "cosine_to_dense",
-                "kl_from_dense",
             )
             if c in table
         ]
@@ -1179,6 +1184,7 @@ class Report:
         for model, g in half.groupby("model", sort=False) if len(half) else []:
             lo, hi = g.loc[g["value"].idxmin()], g.loc[g["value"].idxmax()]
             moves.append(
+                f"{model} {num(lo['value'])} for every method" if num(lo["value"]) == num(hi["value"]) else
                 f"{model} {num(lo['value'])} ({lo['method']}) to {num(hi['value'])} ({hi['method']})"
             )
         collapses = [(m, F.layer_collapse(m.per_matrix)) for m in self.models if len(m.per_matrix)]
@@ -1240,14 +1246,15 @@ class Report:
             "sized": len(half_share),
             "dense_held": held,
             "dk_range": (
-                f"{dk['speedup'].astype(float).min():.2f}–{dk['speedup'].astype(float).max():.2f}×"
+                F.span(dk["speedup"].astype(float).min(), dk["speedup"].astype(float).max(), "{:.2f}".format)
+                + "×"
                 if len(dk)
                 else ""
             ),
-            "crossover": (f"{found.min():.0%}–{found.max():.0%}" if len(found) else ""),
+            "crossover": (F.span(found.min(), found.max(), "{:.0%}".format) if len(found) else ""),
             "half_csr": (
-                f"{num(half_csr['speedup'].astype(float).min())}–"
-                f"{num(half_csr['speedup'].astype(float).max())}×"
+                F.span(half_csr["speedup"].astype(float).min(), half_csr["speedup"].astype(float).max())
+                + "×"
                 if len(half_csr)
                 else ""
             ),
