@@ -161,3 +161,13 @@ def test_older_gpu_skips_2_4_and_cpu_device_never_syncs(fake_cuda, tiny_models, 
     assert "kernel-2:4" not in set(table["kind"])
     assert set(table["device"]) == {f"cpu ({torch.get_num_threads()} threads)"}
     assert fake_cuda["sync"] == 0 and fake_cuda["moved_to"] <= {"cpu"}
+
+
+def test_a_causal_lm_gets_its_decode_regime_timed(tiny_models, pruned_tiny_gpt2, tmp_path):
+    """Per-token decoding with the cache, dense vs the 50% run, beside the prefill rows."""
+    table = small_runtime(tiny_models, pruned_tiny_gpt2, tmp_path / "decode", decode_tokens=4)
+    decode = table[table["kind"] == "dense-kernels-decode"]
+    assert len(decode) == 1
+    row = decode.iloc[0]
+    assert (row["tokens"], row["batch"], row["seqlen"]) == (4, 1, 16)
+    assert row["dense_ms"] > 0 and row["sparse_ms"] > 0 and row["speedup_lo"] <= row["speedup"] <= row["speedup_hi"]

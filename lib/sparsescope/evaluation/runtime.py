@@ -296,14 +296,21 @@ def structured_rows(dense_model, runs: pd.DataFrame, make_inputs, batch_sizes, r
         rows += [{**r, **about} for r in end_to_end(dense_model, small, make_inputs, batch_sizes,
                                                     "structured-prefill", label, share, repeats, device)]
         if is_causal_lm(dense_model) and decode_tokens:
-            prompt = to_device(make_inputs(1)["input_ids"], device)
-            dense_t, small_t = decode_ms(dense_model, small, prompt, decode_tokens, repeats, device=device)
-            rows.append({"kind": "structured-decode", "shape_or_model": label, "sparsity": share,
-                         "tokens": decode_tokens, "batch": 1, "seqlen": int(prompt.shape[-1]),
-                         **timing_row(dense_t, small_t), "interleaved": "two models",
-                         "device": device_name(device), **about})
+            rows.append({**decode_row(dense_model, small, make_inputs, decode_tokens, repeats, device,
+                                      "structured-decode", label, share), **about})
         del small
     return rows
+
+
+def decode_row(dense_model, other_model, make_inputs, decode_tokens: int, repeats: int, device, kind: str,
+               name: str, sparsity: float) -> dict:
+    """The decode regime of a causal LM: per-token latency of greedy decoding with the KV cache after a
+    prompt of one batch-1 input, dense against `other_model`, interleaved."""
+    prompt = to_device(make_inputs(1)["input_ids"], device)
+    dense_t, other_t = decode_ms(dense_model, other_model, prompt, decode_tokens, repeats, device=device)
+    return {"kind": kind, "shape_or_model": name, "sparsity": sparsity, "tokens": decode_tokens, "batch": 1,
+            "seqlen": int(prompt.shape[-1]), **timing_row(dense_t, other_t), "interleaved": "two models",
+            "device": device_name(device)}
 
 
 # ------------------------------------------------------------------------------ GPU 2:4
@@ -397,12 +404,12 @@ def runtime_results(model: str, pruning_dir, out_dir, batch_sizes=(1, 8), seqlen
     device = resolve_device(device)
     settings = {"model": model, "batch_sizes": list(batch_sizes), "seqlen": seqlen,
                 "sparsities": list(sparsities),
-                "tokens": list(tokens), "repeats": repeats, "device": device_name(device)}
+                "tokens": list(tokens), "repeats": repeats, "device": device_name(device),
+                "decode_tokens": decode_tokens}
     runs = read_pruning_table(pruning_dir)
     structured = runs[runs["kind"] == "structured"] if "kind" in runs else runs.iloc[:0]
     if len(structured):  # part of the key: a new structured run is measured, not missed
-        settings.update(structured=[Path(c).parent.name for c in structured["checkpoint"]],
-                        decode_tokens=decode_tokens)
+        settings.update(structured=[Path(c).parent.name for c in structured["checkpoint"]])
 
     def measure() -> list[dict]:
         torch.manual_seed(0)
@@ -418,6 +425,9 @@ def runtime_results(model: str, pruning_dir, out_dir, batch_sizes=(1, 8), seqlen
                 pruned = to_device(load_pruned(half["checkpoint"], dtype=torch.float32), device)
                 rows += end_to_end(dense, pruned, make_inputs, batch_sizes, "dense-kernels", model, sparsity,
                                    repeats, device)
+                if is_causal_lm(dense) and decode_tokens:  # the decode regime: one new token with the cache
+                    rows.append(decode_row(dense, pruned, make_inputs, decode_tokens, repeats, device,
+                                           "dense-kernels-decode", model, sparsity))
                 del pruned
             else:  # one model, its weights swapped between the two checkpoints in place
                 folders = {"a": model_folder(model), "b": Path(half["checkpoint"])}

@@ -568,6 +568,7 @@ def runtime_figure(runtime, title: str, pruning=None):
     token_counts = sorted(set(pd.to_numeric(csr["tokens"]).astype(int)) if len(csr) else set())
     whole_kinds = [
         "dense-kernels",
+        "dense-kernels-decode",
         "sparse-kernels-e2e",
         "structured-prefill",
         "structured-decode",
@@ -648,6 +649,7 @@ def _whole_model_panel(ax, whole: pd.DataFrame) -> None:
         where = f"b{int(batch)}" if math.isfinite(batch) else f"{int(r['tokens'])} tok"
         name = {
             "dense-kernels": "dense kernels",
+            "dense-kernels-decode": "dense kernels, decode",
             "sparse-kernels-e2e": "CSR layers",
             "structured-prefill": "smaller",
             "structured-decode": "smaller, decode",
@@ -662,7 +664,7 @@ def _whole_model_panel(ax, whole: pd.DataFrame) -> None:
             if span is None
             else [[max(float(r["speedup"]) - span[0], 0)], [max(span[1] - float(r["speedup"]), 0)]]
         )
-        colour = "0.55" if r["kind"] == "dense-kernels" else "tab:green"
+        colour = "0.55" if r["kind"].startswith("dense-kernels") else "tab:green"
         ax.errorbar([i], [float(r["speedup"])], yerr=err, fmt="o", color=colour, capsize=2)
     ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=7)
     ax.set_xlim(-0.6, len(labels) - 0.4)
