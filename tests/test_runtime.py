@@ -29,6 +29,8 @@ def test_kernel_sweep_rows_and_crossovers():
     rows = kernel_sweep([(64, 32)], [0.5, 0.9], [1, 8], repeats=2)
     assert {r["kind"] for r in rows} == {"kernel-csr", "kernel-bsr"}
     assert all(r["speedup"] == pytest.approx(r["dense_ms"] / r["sparse_ms"]) for r in rows)
+    # timed interleaved: each row carries its spread and an interval around its speedup
+    assert all(r["repeats"] == 2 and r["speedup_lo"] <= r["speedup"] <= r["speedup_hi"] for r in rows)
     assert len(crossovers(rows)) == 4
 
 

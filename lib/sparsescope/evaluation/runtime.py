@@ -133,7 +133,8 @@ def find_crossover(sparsities, speedups) -> float | None:
 # ------------------------------------------------------------------------------ CSR / BSR kernels
 def kernel_sweep(shapes, sparsities, tokens, formats=("csr", "bsr"), bsr_block: int = 16, seed: int = 0,
                  repeats: int = 7, device: str | torch.device = "cpu") -> list[dict]:
-    """Dense F.linear vs the same magnitude-pruned matrix in sparse formats, per shape/sparsity/tokens."""
+    """Dense F.linear vs the same magnitude-pruned matrix in sparse formats, per shape/sparsity/tokens:
+    timed interleaved (dense, sparse, dense, ...), with medians, IQRs and the speedup's bootstrap interval."""
     device = resolve_device(device)
     name = device_name(device)
     g = torch.Generator().manual_seed(seed)  # drawn on the CPU: the same matrices whatever the device
@@ -148,14 +149,13 @@ def kernel_sweep(shapes, sparsities, tokens, formats=("csr", "bsr"), bsr_block: 
             for n in tokens:
                 x = to_device(torch.randn(n, in_f, generator=g), device)
                 xt = x.t().contiguous()
-                dense_ms = time_ms(lambda: torch.nn.functional.linear(x, w), repeats=repeats, device=device)
                 for fmt, sparse_w in kernels.items():
                     if fmt not in formats:
                         continue
-                    sparse_ms = time_ms(lambda: (sparse_w @ xt).t(), repeats=repeats, device=device)
+                    dense_t, sparse_t = interleaved_ms(lambda: torch.nn.functional.linear(x, w),
+                                                       lambda: (sparse_w @ xt).t(), repeats, device=device)
                     rows.append({"kind": f"kernel-{fmt}", "shape_or_model": f"{out_f}x{in_f}", "sparsity": s,
-                                 "tokens": n, "dense_ms": dense_ms, "sparse_ms": sparse_ms,
-                                 "speedup": speedup(dense_ms, sparse_ms), "device": name})
+                                 "tokens": n, **timing_row(dense_t, sparse_t), "device": name})
     return rows
 
 
@@ -358,13 +358,11 @@ def semi_structured_sweep(shapes, tokens, dtype=torch.float16, repeats: int = 20
         sparse_w = to_sparse_semi_structured(w)
         for n in tokens:
             x = to_device(torch.randn(n, in_f, generator=g).to(dtype), device)
-            dense_ms = time_ms(lambda: torch.nn.functional.linear(x, w), warmup=5, repeats=repeats,
-                               device=device)
-            sparse_ms = time_ms(lambda: torch.nn.functional.linear(x, sparse_w), warmup=5, repeats=repeats,
-                                device=device)
+            dense_t, sparse_t = interleaved_ms(lambda: torch.nn.functional.linear(x, w),
+                                               lambda: torch.nn.functional.linear(x, sparse_w), repeats,
+                                               device=device, warmup=5)
             rows.append({"kind": "kernel-2:4", "shape_or_model": f"{out_f}x{in_f}", "sparsity": 0.5,
-                         "tokens": n, "dense_ms": dense_ms, "sparse_ms": sparse_ms,
-                         "speedup": speedup(dense_ms, sparse_ms), "device": name, "dtype": dtype_name})
+                         "tokens": n, **timing_row(dense_t, sparse_t), "device": name, "dtype": dtype_name})
     return rows
 
 
