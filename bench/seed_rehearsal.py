@@ -2,8 +2,8 @@
 exactly as the hub ships them (bench/hub_layouts.py: real configs, random weights, tokenizers of the same
 formats), read from an offline Hugging Face cache with HF_HUB_OFFLINE=1.
 
-    python bench/seed_rehearsal.py [--root DIR] [--results DIR] [--methods ...] [--sparsities 0.5] [--nm 2:4]
-                                   [--nm-methods nm_magnitude] [--n-tokens 1024] [--batch-sizes 1] [--repeats 3]
+    python bench/seed_rehearsal.py [--root DIR] [--results DIR] [--models ...] [--methods ...] [--sparsities 0.5]
+                                   [--nm 2:4] [--nm-methods nm_magnitude] [--n-tokens 1024] [--batch-sizes 1] [--repeats 3]
                                    [--keep-checkpoints]
                                    [--csv bench/seed_rehearsal.csv]
 
@@ -133,6 +133,7 @@ def main() -> int:
     parser.add_argument("--root", type=Path, default=cache_dir("rehearsal") / "hub")
     parser.add_argument("--results", type=Path, default=cache_dir("rehearsal") / "results")
     parser.add_argument("--report-dir", type=Path, default=cache_dir("rehearsal") / "report")
+    parser.add_argument("--models", default=" ".join(MODELS), help="seed models, in the order to run them")
     parser.add_argument("--methods", default="global_magnitude nm_magnitude wanda sparsegpt")
     parser.add_argument("--sparsities", default="0.5")
     parser.add_argument("--nm", default="2:4")
@@ -150,7 +151,7 @@ def main() -> int:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_CACHE": str(args.root),
            "HF_HOME": str(args.root.parent / "hf_home"), "PYTHONUNBUFFERED": "1"}
     command = ["make", "--no-print-directory", "report", "PROFILE=seed", f"RESULTS={args.results}",
-               f"REPORT_DIR={args.report_dir}", f"METHODS={args.methods}", f"SPARSITIES={args.sparsities}",
+               f"REPORT_DIR={args.report_dir}", f"MODELS={args.models}", f"METHODS={args.methods}", f"SPARSITIES={args.sparsities}",
                f"NM={args.nm}", f"NM_METHODS={args.nm_methods}", f"N_TOKENS={args.n_tokens}",
                f"BATCH_SIZES={args.batch_sizes}", f"REPEATS={args.repeats}"]
     print("running:", " ".join(command), flush=True)
