@@ -452,8 +452,11 @@ def connect(jobs: int, scheduler: str | None):
     gpus = _local_gpus()
     if gpus:
         resources["GPU"] = gpus
-    with LocalCluster(n_workers=1, threads_per_worker=jobs, processes=True, memory_limit=0,
-                      resources=resources, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    # silence_logs: a failed task is reported once, as its one line (_settle), not also as Dask's "Compute
+    # Failed" block; dashboard on a free port: a second cluster on this machine warns about none
+    cluster = LocalCluster(n_workers=1, threads_per_worker=jobs, processes=True, memory_limit=0,
+                           resources=resources, silence_logs=logging.CRITICAL, dashboard_address=":0")
+    with cluster, Client(cluster) as client:
         yield client, f"a local cluster ({jobs} at once)"
 
 
