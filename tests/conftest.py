@@ -127,3 +127,20 @@ def hand_counts(name: str, c: dict) -> tuple[int, int]:
     total = 2 * c["vocab_size"] * d + enc * (attn + ff + 2 * d) + dec * (2 * attn + ff + 3 * d) \
         + 2 * c["relative_attention_num_buckets"] * c["num_heads"] + 2 * d
     return total, enc * (attn + ff) + dec * (2 * attn + ff)
+
+
+@pytest.fixture
+def blocks_in_memory(monkeypatch) -> list[int]:
+    """How many transformer blocks have real (not meta) weights after each block the streamer loads: the probe
+    of calibration holding one block at a time (T5's `.block.N.` names)."""
+    from sparsescope.pruning import streaming
+    seen: list[int] = []
+    load = streaming.BlockStreamer.load
+
+    def counting_load(self, include):
+        load(self, include)
+        live = {n.split(".block.")[0] + n.split(".block.")[1].split(".")[0]
+                for n, p in self.model.named_parameters() if ".block." in n and not p.is_meta}
+        seen.append(len(live))
+    monkeypatch.setattr(streaming.BlockStreamer, "load", counting_load)
+    return seen

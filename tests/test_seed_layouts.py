@@ -133,18 +133,9 @@ def test_quality_and_runtime_run_on_the_hub_layouts(name, folders, runs, tmp_pat
     assert {"dense-kernels", "kernel-csr"} <= set(runtime["kind"])
 
 
-def test_calibration_holds_one_block_at_a_time(folders, tmp_path, monkeypatch):
+def test_calibration_holds_one_block_at_a_time(folders, tmp_path, blocks_in_memory):
     """While Wanda calibrates, the weights of at most one transformer block are ever materialised."""
-    from sparsescope.pruning import streaming
-    seen = []
-    load = streaming.BlockStreamer.load
-
-    def counting_load(self, include):
-        load(self, include)
-        live = {n.split(".block.")[0] + n.split(".block.")[1].split(".")[0]
-                for n, p in self.model.named_parameters() if ".block." in n and not p.is_meta}
-        seen.append(len(live))
-    monkeypatch.setattr(streaming.BlockStreamer, "load", counting_load)
+    seen = blocks_in_memory
     prune_model(str(folders["t5-v1_1-xl"]), tmp_path, PruneSpec("wanda", 0.5, **CALIBRATION), progress=False)
     assert seen and max(seen) == 1
 

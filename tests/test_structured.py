@@ -266,22 +266,13 @@ def test_hub_layouts_keep_their_names_and_open_plainly(name, seed_hub, tmp_path)
     assert same_model_outputs(model.eval(), load_pruned(row_folder(row)), torch.arange(1, 13).reshape(1, 12))
 
 
-def test_calibration_holds_one_block_at_a_time(seed_hub, tmp_path, monkeypatch):
+def test_calibration_holds_one_block_at_a_time(seed_hub, tmp_path, blocks_in_memory):
     """While ffn_activation calibrates T5 (encoder, then decoder on the pruned encoder), the weights of at most one
     transformer block are ever materialised."""
     from conftest import HAVE_SPM
     if not HAVE_SPM:
         pytest.fail("sentencepiece/protobuf are missing: `make setup` installs them (T5's tokenizer needs them)")
-    from sparsescope.pruning import streaming
-    seen = []
-    load = streaming.BlockStreamer.load
-
-    def counting_load(self, include):
-        load(self, include)
-        live = {n.split(".block.")[0] + n.split(".block.")[1].split(".")[0]
-                for n, p in self.model.named_parameters() if ".block." in n and not p.is_meta}
-        seen.append(len(live))
-    monkeypatch.setattr(streaming.BlockStreamer, "load", counting_load)
+    seen = blocks_in_memory
     source = snapshot(seed_hub, "google/t5-v1_1-xl")
     row = prune_model(str(source), tmp_path, PruneSpec("ffn_activation", 0.3, **CAL), progress=False)
     assert seen and max(seen) == 1
