@@ -141,6 +141,18 @@ def test_calibrated_methods_lead_only_where_separable():
     tied = quality([("wanda", 0.5, "", "kl_from_dense", 0.50), ("global_magnitude", 0.5, "", "kl_from_dense", 0.52)])
     assert F.calibrated_count([M(ahead)]) == (1, 0, 1)
     assert F.calibrated_count([M(tied)]) == (0, 1, 1)
+    # the sentence reads right for every count: never "in 0 of 1 models"
+    assert F.calibrated_sentence(0, 0, 0) == ""
+    assert F.calibrated_sentence(1, 0, 1).endswith("clear of the others in the one model ranked.")
+    assert F.calibrated_sentence(3, 0, 3).endswith("in all 3 models ranked.")
+    assert F.calibrated_sentence(0, 0, 1).startswith("No calibrated method")
+    assert F.calibrated_sentence(0, 1, 1) == ("A calibrated method (Wanda or SparseGPT) leads on KL tied with "
+                                              "another method (intervals overlap) in 1 of 1.")
+    assert F.calibrated_sentence(1, 1, 3) == ("A calibrated method (Wanda or SparseGPT) leads on KL clear of the "
+                                              "others in 1 of 3 models and tied with another method "
+                                              "(intervals overlap) in 1 of 3.")
+    assert " 0 of " not in " ".join(F.calibrated_sentence(a, t, c) for c in range(4) for a in range(c + 1)
+                                     for t in range(c - a + 1))
 
 
 def test_layer_collapse_counts_the_matrices_a_global_threshold_empties():
@@ -275,6 +287,43 @@ def layout_problems(pdf: Path, min_words: int = 40) -> list[str]:
     return problems
 
 
+def last_lines(pdf: Path) -> list[str]:
+    """Each page's lowest line of text above the footer (words grouped by their baseline)."""
+    out = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    last = []
+    for page in re.finditer(r"<page [^>]*>(.*?)</page>", out, re.S):
+        lines: dict[float, list[tuple[float, str]]] = {}
+        for x, y, w in re.findall(r'<word xMin="([\d.]+)" yMin="[\d.]+" xMax="[\d.]+" yMax="([\d.]+)">([^<]*)</word>',
+                                  page.group(1)):
+            key = next((k for k in lines if abs(k - float(y)) < 2.0), float(y))
+            lines.setdefault(key, []).append((float(x), w))
+        body = [" ".join(w for _, w in sorted(ws)) for _, ws in sorted(lines.items())]
+        body = [t for t in body if not re.fullmatch(r"\d+ / \d+", t)]  # the footer's "3 / 17"
+        last.append(body[-1] if body else "")
+    return last
+
+
+def stranded_headings(html: str, pdf: Path) -> list[str]:
+    """Headings (h2–h4) that end a page: the page's last line is the heading or the last line it wrapped to."""
+    heads = [" ".join(re.sub(r"<[^>]+>", " ", h).split()) for h in re.findall(r"<h[2-4][^>]*>(.*?)</h[2-4]>", html, re.S)]
+    heads = [h.replace("¶", "").strip() for h in heads]
+    return [f"page {i}: '{line}' ends the page" for i, line in enumerate(last_lines(pdf), 1)
+            if line and any(h == line or (h.endswith(" " + line) and len(line.split()) > 1) for h in heads)]
+
+
+def test_the_page_check_catches_a_heading_stranded_at_the_bottom_of_a_page(tmp_path):
+    need("pdftotext")
+    from sparsescope.report.pipeline import write_pdf
+    body = "<p>" + "word " * 60 + "</p>"
+    # a forced break beats the stylesheet's break-after: avoid, so this heading must end page 1
+    html = (f"<html><body><h3>Kept with its text</h3>{body}<h3>Left alone at the bottom</h3>"
+            f"<p style='break-before: page'>{'word ' * 60}</p></body></html>")
+    path = tmp_path / "stranded.html"
+    path.write_text(html)
+    assert stranded_headings(html, write_pdf(path, tmp_path / "stranded.pdf")) == [
+        "page 1: 'Left alone at the bottom' ends the page"]
+
+
 def test_the_page_check_catches_a_clipped_table_and_an_empty_page(tmp_path):
     need("pdftotext")
     need("pdfimages")
@@ -328,8 +377,9 @@ def report_pdf(tiny_models, tmp_path_factory):
 
 
 def test_rendered_report_has_no_clipped_table_and_no_empty_page(report_pdf):
-    _, pdf = report_pdf
+    html, pdf = report_pdf
     assert layout_problems(pdf) == []
+    assert stranded_headings(html.read_text(), pdf) == []
 
 
 def test_rendered_report_numbers_its_figures_and_gives_every_image_alt_text(report_pdf):

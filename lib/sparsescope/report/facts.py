@@ -782,6 +782,21 @@ def calibrated_count(results: list[ModelResults], target: float = 0.5) -> tuple[
     return alone, tied, cases
 
 
+def calibrated_sentence(alone: int, tied: int, cases: int) -> str:
+    """Whether a calibrated method leads on KL at 50%, in words that read right for any count (0 of 1 does not)."""
+    if not cases:
+        return ""
+    who = "A calibrated method (Wanda or SparseGPT)"
+    models = "the one model ranked" if cases == 1 else f"all {cases} models ranked"
+    if alone == cases:
+        return f"{who} leads on KL clear of the others in {models}."
+    if alone == 0 and tied == 0:
+        return f"No calibrated method (Wanda or SparseGPT) leads on KL in {models}: another method does."
+    parts = [f"clear of the others in {alone} of {cases} models" if alone else ""]
+    parts.append(f"tied with another method (intervals overlap) in {tied} of {cases}" if tied else "")
+    return f"{who} leads on KL " + " and ".join(p for p in parts if p) + "."
+
+
 def scale_sentence(results: list[ModelResults], published: pd.DataFrame) -> str:
     """SparseGPT at 50% on a causal LM here against OPT-125M in the paper, as perplexity ratios to dense."""
     ref = published[(published["model"] == "OPT-125M") & (published["setting"] == "SparseGPT 50%")]

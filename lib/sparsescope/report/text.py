@@ -293,10 +293,7 @@ class Report:
             lead += f"best method per model ({join(who)})"
             if len(gm):
                 lead += f", against {F.span(gm['value'].min(), gm['value'].max())} for global magnitude"
-            lead += (
-                f". A calibrated method (Wanda or SparseGPT) leads clear of the others in {alone} of {cases} "
-                f"models" + (f" and ties for the lead in {tied}" if tied else "") + "."
-            )
+            lead += ". " + F.calibrated_sentence(alone, tied, cases)
             out.append(lead)
         collapses = [(m, F.layer_collapse(m.per_matrix)) for m in self.models]
         collapses = [(m, c) for m, c in collapses if len(c)]
@@ -1236,9 +1233,7 @@ class Report:
             "moves": moves,
             "collapse": collapse,
             "iterative": len(iterative),
-            "alone": alone,
-            "tied": tied,
-            "cases": cases,
+            "calibrated": F.calibrated_sentence(alone, tied, cases),
             "resaved": share_range(resaved) if resaved else "",
             "half_share": share_range(half_share) if half_share else "",
             "cast_share": share_range(cast_share) if cast_share else "",
