@@ -8,10 +8,12 @@ Measured, side by side in one run: each JOBS value runs the whole grid (the repo
 at the end) into a fresh results folder; their wall times, the ratio, the tasks' own seconds by kind, and
 the measured critical path (the longest chain of task seconds, which no number of workers beats).
 
-Planned, not run: the seed grid (bert-large, gpt2-xl, t5-v1_1-xl with the notebooks' default runs) through
-the library's own plan(): its task count and dependency depth; then, from per-task minutes ESTIMATED below
-from the README's seed-scale expectations (no hub here, so nothing of it was measured), its critical path
-and the time a greedy scheduler takes on N workers.
+Planned, not run as a whole: the seed grid (bert-large, gpt2-xl, t5-v1_1-xl with the notebooks' default runs)
+through the library's own plan(): its task count and dependency depth; then its critical path and the time a
+greedy scheduler takes on N workers, from per-task seconds MEASURED by the dress rehearsal where it ran that
+task (bench/seed_rehearsal.csv: same model, same kind of task) and otherwise scaled from a measured one: by
+model size, or for SparseGPT by its work, sum of d_out * d_in^2 over the layers (BERT-large's run measured).
+Each source is counted in the output.
 """
 from __future__ import annotations
 
@@ -29,13 +31,60 @@ from sparsescope.report.pipeline import run_models
 from sparsescope.sources.registry import profile_models
 
 SEED_FP32_BYTES = {"bert-large": 1.34e9, "gpt2-xl": 6.23e9, "t5-v1_1-xl": 11.4e9}  # parameters x 4 bytes
-LARGEST = max(SEED_FP32_BYTES.values())
-# Estimated minutes on the README's 2-core machine for the largest seed model (t5-v1_1-xl), scaled by model
-# size for the others (README, Seed scale: magnitude 1-3 min, Wanda a few minutes, SparseGPT 20-60 min, quality
-# 1-3 min per checkpoint); notebooks that only assemble take about a minute.
-ESTIMATED_MINUTES = {"global_magnitude": 3, "layer_magnitude": 3, "nm_magnitude": 3, "wanda": 5, "sparsegpt": 60,
-                     "ffn_magnitude": 3, "ffn_activation": 5, "heads": 5, "evaluate": 3, "runtime": 5}
-NOTEBOOK_MINUTES = {"01_distribution.ipynb": 1, "02_pruning.ipynb": 1, "03_benchmarks.ipynb": 2}
+# SparseGPT's work, sum over the prunable layers of d_out * d_in^2 (the Hessian inverse and the column sweep)
+SPARSEGPT_WORK = {"bert-large": 0.62e12, "gpt2-xl": 4.7e12, "t5-v1_1-xl": 7.1e12}
+REHEARSAL_CSV = Path(__file__).resolve().parent / "seed_rehearsal.csv"
+# what a task's seconds are looked up by: its method for a pruning run, else its kind or notebook
+CALIBRATED_LIKE = {"layer_magnitude": "global_magnitude", "ffn_magnitude": "global_magnitude",
+                   "ffn_activation": "wanda", "heads": "wanda"}  # unmeasured methods timed like their nearest
+
+
+def task_key(task) -> str:
+    if task.kind == "prune":
+        return task.job["spec"]["method"] + ("-nm" if task.job["spec"].get("nm") else "")
+    return task.title if task.kind == "notebook" else task.kind
+
+
+def rehearsal_seconds(path: Path = REHEARSAL_CSV) -> dict[tuple[str, str], float]:
+    """(model, task key) -> the median seconds the rehearsal measured for such tasks (runs that were reused
+    from an earlier invocation, 'skipped' or 'reused', are not timings)."""
+    import pandas as pd
+    if not path.exists():
+        return {}
+    table = pd.read_csv(path)
+    table = table[table["status"] == "ran"]
+    out: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for row in table.itertuples():
+        task = str(row.task)
+        if task.startswith("prune "):
+            label = task.split()[1]
+            method = label.rsplit("-", 1)[0]
+            key = method + ("-nm" if "of" in label.rsplit("-", 1)[1] else "")
+        elif task.startswith("evaluate "):
+            key = "evaluate"
+        else:
+            key = task
+        out[(row.model, key)].append(float(row.seconds))
+    return {k: sorted(v)[len(v) // 2] for k, v in out.items()}
+
+
+def task_seconds(task, measured: dict, sizes: dict) -> tuple[float, str]:
+    """(seconds, 'measured' | 'scaled'): the rehearsal's own figure for this model and kind of task, else a
+    measured figure of another model scaled by size (SparseGPT: by its work)."""
+    if task.kind == "report":
+        return measured.get(("report", "report"), 120.0), "scaled"
+    key = task_key(task)
+    if (task.model, key) in measured:
+        return measured[(task.model, key)], "measured"
+    base = key.replace("-nm", "") if key.endswith("-nm") else key
+    for candidate in (key, base, CALIBRATED_LIKE.get(base, base), CALIBRATED_LIKE.get(base, base) + "-nm"):
+        others = [(m, s) for (m, k), s in measured.items() if k == candidate]
+        if others:
+            model, seconds = max(others, key=lambda ms: SEED_FP32_BYTES.get(ms[0], 0))  # the largest measured
+            ratio = (SPARSEGPT_WORK[task.model] / SPARSEGPT_WORK[model] if base == "sparsegpt"
+                     else SEED_FP32_BYTES[task.model] / SEED_FP32_BYTES[model])
+            return seconds * ratio, "scaled"
+    raise SystemExit(f"error: nothing in {REHEARSAL_CSV} to time a {key} task by: rerun bench/seed_rehearsal.py")
 
 
 def critical_path(tasks, seconds: dict) -> tuple[float, list]:
@@ -85,31 +134,25 @@ def makespan(tasks, seconds: dict, workers: int) -> float:
     return now
 
 
-def estimated_seconds(task, sizes: dict) -> float:
-    scale = sizes.get(task.model, LARGEST) / LARGEST
-    if task.kind == "notebook":
-        return 60 * NOTEBOOK_MINUTES[task.title]
-    if task.kind == "prune":
-        return 60 * ESTIMATED_MINUTES[task.job["spec"]["method"]] * scale
-    if task.kind in ("evaluate", "runtime"):
-        return 60 * ESTIMATED_MINUTES[task.kind] * scale
-    return 60.0  # the report
-
-
-def seed_grid(workers=(1, 2, 4, 8, 16, 32)) -> dict:
-    """The seed grid planned by the library, with estimated task times: counts, depth, critical path, and
-    the estimated time on N workers."""
+def seed_grid(workers=(1, 2, 4, 8, 16, 32), measured: dict | None = None) -> dict:
+    """The seed grid planned by the library, with each task's seconds from the rehearsal (measured or scaled):
+    counts, depth, critical path, and the time on N workers."""
     sizes = {m: int(b) for m, b in SEED_FP32_BYTES.items()}
     tasks = plan(list(sizes), Path(tempfile.gettempdir()) / "seed-grid-plan", None, sizes,
                  report_dir=Path(tempfile.gettempdir()))
-    seconds = {t.key: estimated_seconds(t, sizes) for t in tasks}
+    measured = rehearsal_seconds() if measured is None else measured
+    timed = {t.key: task_seconds(t, measured, sizes) for t in tasks}
+    seconds = {k: s for k, (s, _) in timed.items()}
+    sources = defaultdict(int)
+    for _, source in timed.values():
+        sources[source] += 1
     length, chain = critical_path(tasks, seconds)
     kinds = defaultdict(int)
     for task in tasks:
         kinds[task.kind] += 1
     titles = {t.key: f"{t.model or ''} {t.title}".strip() for t in tasks}
     return {"tasks": len(tasks), "by_kind": dict(kinds), "depth": depth(tasks), "work_s": sum(seconds.values()),
-            "critical_path_s": length, "critical_path": [titles[k] for k in chain],
+            "critical_path_s": length, "critical_path": [titles[k] for k in chain], "sources": dict(sources),
             "makespan_s": {n: makespan(tasks, seconds, n) for n in workers}}
 
 
@@ -148,7 +191,9 @@ def main(argv=None) -> int:
 
     seed = seed_grid()
     print(f"seed grid (planned): {seed['tasks']} tasks {seed['by_kind']}, dependency depth {seed['depth']}")
-    print(f"  estimated work {seed['work_s'] / 3600:.1f} h; critical path {seed['critical_path_s'] / 3600:.2f} h: "
+    print(f"  task seconds: {seed['sources'].get('measured', 0)} measured by the rehearsal, "
+          f"{seed['sources'].get('scaled', 0)} scaled from measured ones ({REHEARSAL_CSV.name})")
+    print(f"  work {seed['work_s'] / 3600:.1f} h; critical path {seed['critical_path_s'] / 3600:.2f} h: "
           + " -> ".join(seed["critical_path"]))
     for n, span in seed["makespan_s"].items():
         print(f"  on {n:2d} workers: ~{span / 3600:.1f} h (x{seed['work_s'] / span:.1f})")

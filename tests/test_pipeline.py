@@ -71,7 +71,8 @@ def test_every_stage_writes_its_results(built):
         table = pd.read_csv(pruning / "pruning.csv")
         assert {"method", "target_sparsity", "achieved_sparsity", "n_prunable", "n_zeroed", "seconds",
                 "peak_rss_bytes", "dense_bytes", "saved_bytes", "checkpoint"} <= set(table.columns)
-        assert set(table["method"]) == {"global_magnitude", "layer_magnitude", "nm_magnitude", "wanda", "sparsegpt"}
+        assert set(table["method"]) == {"global_magnitude", "layer_magnitude", "nm_magnitude", "wanda", "sparsegpt",
+                                        "ffn_activation"}
         assert all(Path(c).is_dir() for c in table["checkpoint"])
         assert (pruning / "layer_sparsity.png").exists() and (pruning / "manifest.json").exists()
 
@@ -200,7 +201,7 @@ def test_stage_parameters_are_the_notebook_defaults_with_the_knobs():
     p = stage_parameters("pruning", "gpt2", {"sparsities": [0.5], "nm": None, "corpus": "wikitext2"})
     # defaults as written in notebooks/02_pruning.ipynb; corpus is not a parameter of notebook 02
     assert p["sparsities"] == [0.5] and p["nm"] is None and p["n_samples"] is None and p["device"] == "auto"
-    assert p["methods"] == ["global_magnitude", "layer_magnitude", "nm_magnitude", "wanda", "sparsegpt"]
+    assert p["methods"] == ["global_magnitude", "layer_magnitude", "nm_magnitude", "wanda", "sparsegpt", "ffn_activation"]
     assert "corpus" not in p and "out_dir" not in p and p["model"] == "gpt2"
     b = stage_parameters("benchmarks", "gpt2", {"n_tokens": 512, "seed": 3}, "results/gpt2/pruning")
     assert (b["n_tokens"], b["seed"], b["window"], b["corpus"]) == (512, 3, 512, "sotu")

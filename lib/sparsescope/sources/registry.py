@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -194,11 +195,13 @@ class _UntiedT5Head:
         return "both are present in the checkpoints with different values" not in record.getMessage()
 
 
+# installed once, where any path loads a model (load_model, the calibration's block loader, load_pruned)
+logging.getLogger("transformers.modeling_utils").addFilter(_UntiedT5Head)
+
+
 def load_model(model: str | ModelEntry, **kwargs):
     """The full transformers model; never trusts remote code."""
-    import logging
     from transformers import AutoConfig
-    logging.getLogger("transformers.modeling_utils").addFilter(_UntiedT5Head)
     folder = model_folder(model)
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     return auto_class(config).from_pretrained(folder, trust_remote_code=False, **kwargs).eval()
