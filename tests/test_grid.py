@@ -272,6 +272,19 @@ def test_the_graph_follows_the_data_in_the_serial_order(tmp_path):
     assert not needs["a 01_distribution.ipynb"] and not needs["a prune wanda-0.5"]
 
 
+def test_one_worker_scores_each_model_in_one_quality_task(tmp_path):
+    knobs = {"methods": ["global_magnitude", "wanda"], "sparsities": [0.5], "nm": None}
+    tasks = grid.plan(["a"], tmp_path, knobs, {"a": GB}, evaluate_each=False)
+    title = {t.key: t.title for t in tasks}
+    needs = {t.title: {title[d] for d in t.deps} for t in tasks}
+    assert list(needs) == ["01_distribution.ipynb", "prune global_magnitude-0.5", "prune wanda-0.5",
+                           "02_pruning.ipynb", "evaluate dense and 2 runs", "runtime", "03_benchmarks.ipynb"]
+    assert needs["evaluate dense and 2 runs"] == {"prune global_magnitude-0.5", "prune wanda-0.5"}
+    assert needs["03_benchmarks.ipynb"] == {"02_pruning.ipynb", "evaluate dense and 2 runs", "runtime"}
+    job = next(t.job for t in tasks if t.kind == "evaluate")
+    assert job["runs"] == ["global_magnitude-0.5", "wanda-0.5"] and job["run"] is None
+
+
 def test_make_report_hands_the_scheduler_address_to_the_command_line():
     if shutil.which("make") is None:
         pytest.skip("make is not installed")

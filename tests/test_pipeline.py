@@ -354,6 +354,11 @@ def test_benchmarks_killed_between_quality_and_runtime_are_resumed(killed_and_re
     for skipped in ("01_distribution.ipynb", "02_pruning.ipynb"):
         assert f"[{model}] {skipped}: complete" in log
     assert f"[{model}] 03_benchmarks.ipynb: unfinished (no completion marker), running it again" in log
+    # one worker: the dense model and both runs scored in one quality task, each with the new budget
+    assert f"[{model}] evaluate dense and 2 runs: done in " in log and "evaluate wanda-0.5" not in log
+    quality = pd.read_csv(bench / "quality.csv")
+    assert set(quality["method"]) == {"dense", "global_magnitude", "wanda"}
+    assert set(quality["n_tokens"]) <= {128, 124}
     for name in ("runtime.csv", "runtime.png", "quality.png", "size.png"):
         assert (bench / name).stat().st_mtime_ns > killed_at, name
     assert_marker_last(bench)

@@ -218,7 +218,9 @@ class QualityEvaluator:
 
     # -- inputs
     def _token_ids(self) -> list[int]:
-        return self.tokenizer(self.text[: 40 * self.budget.n_tokens], add_special_tokens=False).input_ids
+        # the whole text at once: longer than the model's window (cut into windows later), so no warning
+        text = self.text[: 40 * self.budget.n_tokens]
+        return self.tokenizer(text, add_special_tokens=False, verbose=False).input_ids
 
     def _windows(self, ids: list[int], length: int) -> list[list[int]]:
         n = min(len(ids) // length, max(self.budget.n_tokens // length, 1))
@@ -279,7 +281,7 @@ class QualityEvaluator:
         features = spoken_features(self.folder, texts)
         batches = []
         for text, feats in zip(texts, features):
-            words = self.tokenizer(" " + text, add_special_tokens=False).input_ids
+            words = self.tokenizer(" " + text, add_special_tokens=False, verbose=False).input_ids
             ids = prefix + words + [model.generation_config.eos_token_id]
             # the prompt after the start token (<|notimestamps|>) is forced, not predicted: not scored
             labels = [-100] * (len(prefix) - 1) + ids[len(prefix):]

@@ -76,10 +76,13 @@ class GridRun:
 
 # ---------------------------------------------------------------------------------------------- plan
 def plan(models: list[str], results: Path, knobs: dict | None, sizes: dict[str, int], gpu: bool = False,
-         kernel: str = KERNEL, report_dir: Path | None = None) -> list[Task]:
+         kernel: str = KERNEL, report_dir: Path | None = None, evaluate_each: bool = True) -> list[Task]:
     """The task graph, in the order a single worker runs it (today's serial order: per model notebook 01,
     the pruning runs, notebook 02, quality, runtime, notebook 03; then the report). `sizes`: each model's
-    bytes in float32; `gpu`: whether some worker declares GPUs."""
+    bytes in float32; `gpu`: whether some worker declares GPUs. `evaluate_each`: one quality task per
+    checkpoint (they spread over workers); False: one per model, as notebook 03 scores them (one Python,
+    the dense reference built once), for a single worker, where spreading buys nothing and every task's
+    start-up and dense pass would be paid again."""
     from ..pruning.runs import CALIBRATED, plan_runs
     token = uuid.uuid4().hex[:8]  # keys unique to this run: a long-lived cluster keeps no stale results
     tasks: list[Task] = []
@@ -119,10 +122,16 @@ def plan(models: list[str], results: Path, knobs: dict | None, sizes: dict[str, 
         assembled = notebook("pruning", list(prunes.values()))
         bench = {"out_dir": str(folder["benchmarks"]), "parameters": pb, "key": bench_key,
                  "device": pb["device"]}
-        # the dense rows first, once: every checkpoint's task would otherwise score and write them too
-        dense = add("evaluate", model, "evaluate dense", {**bench, "run": None}, memory=load, gpu=gpu_bench)
-        scored = [add("evaluate", model, f"evaluate {label}", {**bench, "run": label}, [prune, dense],
-                      memory=load, gpu=gpu_bench) for label, prune in prunes.items()]
+        if evaluate_each:
+            # the dense rows first, once: every checkpoint's task would otherwise score and write them too
+            dense = add("evaluate", model, "evaluate dense", {**bench, "run": None}, memory=load, gpu=gpu_bench)
+            scored = [add("evaluate", model, f"evaluate {label}", {**bench, "run": label}, [prune, dense],
+                          memory=load, gpu=gpu_bench) for label, prune in prunes.items()]
+        else:
+            dense = add("evaluate", model, f"evaluate dense and {len(prunes)} runs",
+                        {**bench, "run": None, "runs": list(prunes)}, list(prunes.values()), memory=load,
+                        gpu=gpu_bench)
+            scored = []
         # a dense and a pruned copy side by side when they fit; runtime_results swaps weights when not
         runtime = add("runtime", model, "runtime", bench, [assembled],
                       memory=int(2.25 * sizes[model]) + STREAM, least=load, gpu=gpu_bench)
@@ -355,7 +364,7 @@ def _evaluate(job: dict) -> None:
         view.mkdir()
         out.mkdir()
         (view / "model.txt").write_text(model + "\n")
-        runs = [job["inputs"][0]] if job["run"] else []
+        runs = list(job["inputs"]) if job.get("runs") else [job["inputs"][0]] if job["run"] else []
         columns = None if runs else ["method", "target_sparsity", "nm", "checkpoint"]
         pd.DataFrame(runs, columns=columns).to_csv(view / "pruning.csv", index=False)
         (out / "rows").symlink_to(rows.resolve(), target_is_directory=True)
@@ -507,12 +516,13 @@ def run_grid(models: list[str], results, kernel: str = KERNEL, knobs: dict | Non
         check_folders(client, workers, [results] + ([report_dir] if report_dir else []))
         client.subscribe_topic(TOPIC, lambda event: print(event[1], flush=True))
         sizes, failures = _model_sizes(client, models)
+        spread = bool(scheduler) or jobs > 1
         tasks = plan([m for m in models if m in sizes], results, knobs, sizes,
                      any(w["resources"].get("GPU") for w in workers.values()), kernel,
-                     None if failures else report_dir)
+                     None if failures else report_dir, evaluate_each=spread)
         fit(tasks, workers)
         say(f"[grid] {len(tasks)} tasks for {len(models)} model(s) on {where}: {_dashboard(client)}")
-        if scheduler or jobs > 1:
+        if spread:
             outcomes, failed = _collect(tasks, submit(client, tasks, run or run_task))
         else:
             outcomes, failed = _run_in_order(client, tasks, run or run_task)
