@@ -173,3 +173,21 @@ def test_a_causal_lm_gets_its_decode_regime_timed(tiny_models, pruned_tiny_gpt2,
     row = decode.iloc[0]
     assert (row["tokens"], row["batch"], row["seqlen"]) == (4, 1, 16)
     assert row["dense_ms"] > 0 and row["sparse_ms"] > 0 and row["speedup_lo"] <= row["speedup"] <= row["speedup_hi"]
+
+
+@pytest.mark.parametrize("free_models, expected", [(2.0, "swapped in place"), (3.0, "two models")])
+def test_two_copies_run_side_by_side_only_when_both_fit_in_what_was_free_before_loading(
+        tiny_models, pruned_tiny_gpt2, tmp_path, monkeypatch, free_models, expected):
+    """Memory is asked before the dense model loads: a model mapped from its file still shows as available
+    page cache afterwards, and the two copies together need 2.25x its bytes."""
+    from sparsescope.sources.registry import load_model
+    size = runtime.model_bytes(load_model(str(tiny_models["gpt2"])))
+    asked = []
+
+    def free():
+        asked.append(True)
+        return int(free_models * size) if len(asked) == 1 else 100 * size  # "plenty" once loaded: ignored
+    monkeypatch.setattr(runtime, "available_bytes", free)
+    table = small_runtime(tiny_models, pruned_tiny_gpt2, tmp_path / expected.replace(" ", "-"))
+    row = table[table["kind"] == "dense-kernels"].iloc[0]
+    assert row["interleaved"] == expected

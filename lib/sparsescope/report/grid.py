@@ -83,6 +83,7 @@ def plan(models: list[str], results: Path, knobs: dict | None, sizes: dict[str, 
     checkpoint (they spread over workers); False: one per model, as notebook 03 scores them (one Python,
     the dense reference built once), for a single worker, where spreading buys nothing and every task's
     start-up and dense pass would be paid again."""
+    from ..evaluation.runtime import TWO_MODELS
     from ..pruning.runs import CALIBRATED, plan_runs
     token = uuid.uuid4().hex[:8]  # keys unique to this run: a long-lived cluster keeps no stale results
     tasks: list[Task] = []
@@ -134,7 +135,7 @@ def plan(models: list[str], results: Path, knobs: dict | None, sizes: dict[str, 
             scored = []
         # a dense and a pruned copy side by side when they fit; runtime_results swaps weights when not
         runtime = add("runtime", model, "runtime", bench, [assembled],
-                      memory=int(2.25 * sizes[model]) + STREAM, least=load, gpu=gpu_bench)
+                      memory=int(TWO_MODELS * sizes[model]) + STREAM, least=load, gpu=gpu_bench)
         finals.append(notebook("benchmarks", [assembled, dense, *scored, runtime], load, gpu_bench))
     if report_dir is not None:
         add("report", None, "report", {"models": models, "results": str(results),
