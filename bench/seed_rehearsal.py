@@ -17,6 +17,14 @@ disk its stage's results take, rewritten after every task. Each model's pruned c
 once its benchmarks are complete (the report reads only the CSVs and figures), so the disk holds one model's
 checkpoints at a time; `--keep-checkpoints` keeps them. The per-run rows of each
 pruning.csv (seconds, peak memory, calibration budget) are copied to a second CSV beside the first.
+
+One stage again, on the same offline cache (how T5-XL's runtime was measured again after its fix):
+
+    export HF_HUB_OFFLINE=1 HF_HUB_CACHE=~/.cache/sparsescope/rehearsal/hub
+    .venv/bin/python -m sparsescope prune t5-v1_1-xl --results /tmp/t5 --methods global_magnitude \
+        --sparsities 0.5 --nm None
+    .venv/bin/python -c "from sparsescope.evaluation.runtime import runtime_results; runtime_results(
+        't5-v1_1-xl', '/tmp/t5/t5-v1_1-xl/pruning', '/tmp/t5/t5-v1_1-xl/benchmarks', batch_sizes=(1,), repeats=3)"
 """
 from __future__ import annotations
 
@@ -89,7 +97,14 @@ def tree_memory(root_pid: int) -> tuple[int, int]:
 
 
 def disk_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+    """Bytes on disk under `path`, as du counts them: a hub cache's snapshot links and the hard links between a
+    repo's old and new names (gpt2-xl, openai-community/gpt2-xl) point at one blob, counted once."""
+    seen = {}
+    for p in path.rglob("*") if path.exists() else []:
+        if p.is_file() and not p.is_symlink():
+            st = p.stat()
+            seen[(st.st_dev, st.st_ino)] = st.st_size
+    return sum(seen.values())
 
 
 def drop_checkpoint_weights(pruning_dir: Path) -> int:

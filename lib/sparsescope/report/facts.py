@@ -691,6 +691,8 @@ def threshold_sentence(medians: dict[str, float], factor: float = 2.0) -> str:
     head = (
         f"At 50% sparsity a magnitude threshold sits at the median |w|: {num(medians[hi])} for {hi} but "
         f"{num(medians[lo])} for {lo}, a factor {spread:.1f}"
+    ) if num(medians[hi]) != num(medians[lo]) else (  # alike as printed: no pair to set against each other
+        f"At 50% sparsity a magnitude threshold sits at the median |w|: {num(medians[hi])} for every model"
     )
     if spread >= factor:
         return (
@@ -713,7 +715,7 @@ def depth_sentence(
     spread = (
         f"the median |w| ranges from {num(medians[lo])} (block {blocks[lo]}) to {num(medians[hi])} "
         f"(block {blocks[hi]})"
-    )
+    ) if num(medians[lo]) != num(medians[hi]) else f"the median |w| is {num(medians[lo])} in every block"
     if len(blocks) < min_blocks:
         return (
             f"{model} {stack}: {spread}; over {plural(len(blocks), 'block')} no depth trend is claimed "
@@ -783,7 +785,8 @@ def calibrated_count(results: list[ModelResults], target: float = 0.5) -> tuple[
 
 
 def calibrated_sentence(alone: int, tied: int, cases: int) -> str:
-    """Whether a calibrated method leads on KL at 50%, in words that read right for any count (0 of 1 does not)."""
+    """Whether a calibrated method leads on KL at 50%, in words that read right for any count (never
+    "0 of 1")."""
     if not cases:
         return ""
     who = "A calibrated method (Wanda or SparseGPT)"

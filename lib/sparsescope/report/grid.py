@@ -125,7 +125,8 @@ def plan(models: list[str], results: Path, knobs: dict | None, sizes: dict[str, 
                  "device": pb["device"]}
         if evaluate_each:
             # the dense rows first, once: every checkpoint's task would otherwise score and write them too
-            dense = add("evaluate", model, "evaluate dense", {**bench, "run": None}, memory=load, gpu=gpu_bench)
+            dense = add("evaluate", model, "evaluate dense", {**bench, "run": None}, memory=load,
+                        gpu=gpu_bench)
             scored = [add("evaluate", model, f"evaluate {label}", {**bench, "run": label}, [prune, dense],
                           memory=load, gpu=gpu_bench) for label, prune in prunes.items()]
         else:

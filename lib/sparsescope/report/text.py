@@ -218,7 +218,6 @@ class Report:
 
     # ---------------------------------------------------------------------------------- summary
     def title(self) -> Parts:
-        families = sorted({m.family for m in self.models})
         total = sum(m.dist.summary["n_params"] for m in self.models)
         methods = sorted({x for m in self.models if len(m.pruning) for x in m.pruning["method"]})
         devices = sorted(
@@ -226,7 +225,7 @@ class Report:
         )
         text = (
             f"# Weight sparsity in transformers\n\n{plural(len(self.models), 'model')} "
-            f"({join([m.name for m in self.models])}; {join(families)}), {millions(total)} weights in all, "
+            f"({join([f'{m.name} ({m.family})' for m in self.models])}), {millions(total)} weights in all, "
             f"pruned one-shot by {plural(len(methods), 'method')} and measured for size, speed "
             f"({'on ' + join(devices) if devices else 'not measured'}) and quality. Every number below comes "
             "from the run "
@@ -287,9 +286,16 @@ class Report:
             alone, tied, cases = F.calibrated_count(self.models)
             lead = (f"**{F.span(best['value'].min(), best['value'].max())} nats** of KL from dense at 50% "
                     "with the ")
-            by_method = best.groupby("method", sort=False)["model"].apply(list)
+            # the leader of each model, or its leaders where their intervals overlap (a tie, not a best)
+            leading = {}
+            for m in self.models:
+                rows = F.quality_rows(m.quality, "kl_from_dense", 0.5, "") if len(m.quality) else []
+                if len(rows):
+                    names = [r["method"] for r in F.ranking(rows, lower_better=True)["leaders"]]
+                    leading.setdefault(names[0] if len(names) == 1 else "tied " + " and ".join(names), []
+                                       ).append(m.name)
             who = [f"{method} for {f'all {len(ms)} models' if len(ms) == len(best) > 1 else join(ms)}"
-                   for method, ms in by_method.items()]
+                   for method, ms in leading.items()]
             lead += f"best method per model ({join(who)})"
             if len(gm):
                 lead += f", against {F.span(gm['value'].min(), gm['value'].max())} for global magnitude"
@@ -327,11 +333,13 @@ class Report:
                     "any weight."
                 )
             else:
+                batches = sorted({int(b) for m in self.models for b in
+                                  F.column(F.rows_of(m.runtime, "dense-kernels"), "batch").dropna()})
+                at = (f"at batch {batches[0]}" if len(batches) == 1 else
+                      f"at every batch size measured ({join([str(b) for b in batches])})")
                 out.append(
                     f"**{len(held)} of {len(verdicts)} models** show no measurable change in speed with "
-                    "dense "
-                    "kernels at every batch size (95% interval holding 1.0×): zeros cost as much as any "
-                    "weight."
+                    f"dense kernels {at} (95% interval holding 1.0×): zeros cost as much as any weight."
                 )
         scale = F.scale_sentence(self.models, PUBLISHED)
         if scale:
@@ -595,6 +603,10 @@ class Report:
                 continue
             a, b = att.quantiles((0.5,))["0.5"], mlp.quantiles((0.5,))["0.5"]
             hi, lo = ("attention", "MLP") if a > b else ("MLP", "attention")
+            if max(a, b) / min(a, b) < 1.005:  # equal at the printed precision: no direction to claim
+                out.append(f"{m.name}: median |w| {num(a)} in attention and {num(b)} in MLP matrices — the "
+                           "same scale, so a single global threshold takes from both alike.")
+                continue
             out.append(
                 f"{m.name}: median |w| {num(a)} in attention, {num(b)} in MLP matrices — {hi} weights are "
                 f"{max(a, b) / min(a, b):.2f}× larger, so a single global threshold takes more from {lo}."
@@ -753,6 +765,10 @@ class Report:
             if len(t) < 2:
                 continue
             hi, lo = t.idxmax(), t.idxmin()
+            if pct(t[hi]) == pct(t[lo]):
+                out.append(f"{model}: global magnitude at {col.removeprefix('zeroed at ')} zeroes "
+                           f"{pct(t[hi])} of the matrices of every role alike.")
+                continue
             out.append(
                 f"{model}: global magnitude at {col.removeprefix('zeroed at ')} zeroes {pct(t[hi])} of the "
                 f"{hi} matrices but {pct(t[lo])} of the {lo} matrices."
