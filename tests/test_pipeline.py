@@ -39,12 +39,17 @@ def need(tool: str) -> None:
         pytest.skip(f"{tool} is not installed")
 
 
+# the default grid, but ffn_activation at 25% only: the tiny models' FFNs hold too few of their weights for 50%
+# (a one-line refusal, tests/test_structured.py)
+DEFAULTS = {"structured_sparsities": [0.25]}
+
+
 @pytest.fixture(scope="module")
 def built(tiny_models, tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     models = [str(tiny_models["gpt2"]), str(tiny_models["whisper"])]
     for model in models:  # the serial path; the task graph reruns them in the next test and in test_grid.py
-        run_model(model, root / "results")
+        run_model(model, root / "results", knobs=DEFAULTS)
     html = build_report(models, root / "results", root / "report")
     return models, root / "results", html
 
@@ -86,7 +91,10 @@ def test_every_stage_writes_its_results(built):
         assert {"dense-kernels", "kernel-csr"} <= set(runtime["kind"])
         assert np.allclose(runtime["speedup"], runtime["dense_ms"] / runtime["sparse_ms"])
         sizes = pd.read_csv(bench / "size.csv")
-        assert (sizes["ratio_to_bound"] <= 1.10).all() and len(sizes) == len(table)
+        assert len(sizes) == len(table)
+        # a structured run is a smaller dense model: no zeros, no index, no bound to compare with
+        indexed = sizes["method"] != "ffn_activation"
+        assert (sizes["ratio_to_bound"][indexed] <= 1.10).all() and sizes["ratio_to_bound"][~indexed].isna().all()
         for stage in (out, pruning, bench):
             assert_marker_last(stage)
 
@@ -104,7 +112,7 @@ def test_finished_models_are_skipped_on_rerun(built):
     stages = [results_path(results, models[0], stage) for stage in ("distribution", "pruning", "benchmarks")]
     watched = [s / MARKER for s in stages] + [stages[0] / "summary.json"]
     stamps = [p.stat().st_mtime_ns for p in watched]
-    run_models(models[:1], results)
+    run_models(models[:1], results, knobs=DEFAULTS)
     assert [p.stat().st_mtime_ns for p in watched] == stamps
 
 
