@@ -336,7 +336,8 @@ class Report:
                 batches = sorted({int(b) for m in self.models for b in
                                   F.column(F.rows_of(m.runtime, "dense-kernels"), "batch").dropna()})
                 at = (f"at batch {batches[0]}" if len(batches) == 1 else
-                      f"at every batch size measured ({join([str(b) for b in batches])})")
+                      f"at every batch size measured ({join([str(b) for b in batches])})" if batches else
+                      "at the batch sizes measured")  # older runtime.csv files have no batch column
                 out.append(
                     f"**{len(held)} of {len(verdicts)} models** show no measurable change in speed with "
                     f"dense kernels {at} (95% interval holding 1.0×): zeros cost as much as any weight."
