@@ -1263,6 +1263,12 @@ class Report:
                 if len(dk)
                 else ""
             ),
+            # the rows whose interval excludes 1.0, not every row's point estimate
+            "dk_outside": ", ".join(
+                f"{r.shape_or_model} {float(r.speedup):.2f}× "
+                f"[{float(r.speedup_lo):.2f}, {float(r.speedup_hi):.2f}]"
+                for r in dk.itertuples() if {"speedup_lo", "speedup_hi"} <= set(dk.columns)
+                and (float(r.speedup_lo) > 1.0 or float(r.speedup_hi) < 1.0)) if len(dk) else "",
             "crossover": (F.span(found.min(), found.max(), "{:.0%}".format) if len(found) else ""),
             "half_csr": (
                 F.span(half_csr["speedup"].astype(float).min(), half_csr["speedup"].astype(float).max())
