@@ -766,17 +766,24 @@ def half_sparsity_clause(kl: pd.DataFrame) -> str:
     return ", the lowest target measured (though not every method's KL is smallest there)"
 
 
+def kl_leaders(m: ModelResults, target: float = 0.5, least: int = 1) -> list[str]:
+    """The methods leading on KL from dense at `target` (more than one where their intervals overlap); none
+    where fewer than `least` methods were scored."""
+    rows = quality_rows(m.quality, "kl_from_dense", target, "") if len(m.quality) else []
+    if len(rows) < max(least, 1):
+        return []
+    return [r["method"] for r in ranking(rows, lower_better=True)["leaders"]]
+
+
 def calibrated_count(results: list[ModelResults], target: float = 0.5) -> tuple[int, int, int]:
     """(cases where a calibrated method leads alone, cases where it leads tied with magnitude, cases) over
     models at `target`, ranked on KL from dense with the noise rule of `ranking`."""
     alone = tied = cases = 0
     for m in results:
-        rows = quality_rows(m.quality, "kl_from_dense", target, "") if len(m.quality) else []
-        if len(rows) < 2:
+        leaders = set(kl_leaders(m, target, least=2))  # a lead needs someone to lead
+        if not leaders:
             continue
         cases += 1
-        r = ranking(rows, lower_better=True)
-        leaders = {x["method"] for x in r["leaders"]}
         if leaders <= set(CALIBRATED):
             alone += 1
         elif leaders & set(CALIBRATED):

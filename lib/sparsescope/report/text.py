@@ -289,9 +289,8 @@ class Report:
             # the leader of each model, or its leaders where their intervals overlap (a tie, not a best)
             leading = {}
             for m in self.models:
-                rows = F.quality_rows(m.quality, "kl_from_dense", 0.5, "") if len(m.quality) else []
-                if len(rows):
-                    names = [r["method"] for r in F.ranking(rows, lower_better=True)["leaders"]]
+                names = F.kl_leaders(m)
+                if names:
                     leading.setdefault(names[0] if len(names) == 1 else "tied " + " and ".join(names), []
                                        ).append(m.name)
             who = [f"{method} for {f'all {len(ms)} models' if len(ms) == len(best) > 1 else join(ms)}"
