@@ -110,6 +110,37 @@ def test_casting_is_compared_with_sparsity_both_ways():
     assert "smaller than any of the casts" in F.casting_sentence("m", base, 100, 10)
 
 
+def test_models_with_one_size_verdict_share_one_sentence_and_differing_ones_do_not():
+    base = {"fp16": 50, "int8": 27, "4-bit": 15}
+    alike = F.casting_sentences([("a", base, 100, 58), ("b", base, 100, 55), ("c", base, 200, 114)])
+    assert len(alike) == 1                                          # one finding, said once
+    assert alike[0].startswith("55.0%–58.0% of the dense bytes") and "a 58.0%, b 55.0%, c 57.0%" in alike[0]
+    assert "for each" in alike[0] and "4-bit would take 7.50%–15.0%" in alike[0]  # 15/100 and 15/200
+    apart = F.casting_sentences([("a", base, 100, 58), ("b", base, 100, 10), ("c", base, 100, None)])
+    assert len(apart) == 2 and "smaller than any of the casts" in apart[1]   # c has no 50% run: left out
+    assert F.shared_values([("a", "1.000–1.161×"), ("b", "1.000–1.161×")], 2) == [("every model", "1.000–1.161×")]
+    assert F.shared_values([("a", "1.0×"), ("b", "1.2×"), ("c", "1.0×")], 3) == [("a and c", "1.0×"), ("b", "1.2×")]
+
+
+def test_bytes_of_a_dense_file_beyond_its_weights_are_named_only_when_they_matter():
+    tensors = pd.DataFrame({"n": [750_000, 250_000], "dtype": ["float32", "float16"]})  # 3.0 MB + 0.5 MB
+    said = F.beside_weights(tensors, 3_700_000, ["h.0.attn.bias", "h.1.attn.bias"], "gpt")
+    assert "0.2 MB (5.41%)" in said and "2 buffers" in said and "h.0.attn.bias" in said
+    assert F.beside_weights(tensors, 3_520_000, [], "gpt") == ""    # 20 kB of header: under 1%, not said
+
+
+def test_objectives_and_counted_units_follow_the_metrics_that_ran():
+    text_only = F.metrics_scored([quality([("dense", 0, "", "perplexity", 9.0)]),
+                                  quality([("dense", 0, "", "mlm_loss", 2.0), ("dense", 0, "", "mlm_top1", 0.5)])])
+    assert [o.split()[0] for o in F.objectives_scored(text_only)] == ["perplexity", "masked-LM"]
+    assert F.counted_units(text_only) == ["masked tokens"]           # no passages, no words, no Whisper
+    assert not any("Whisper" in o or "sentence encoder" in o for o in F.objectives_scored(text_only))
+
+
+def test_numbers_that_round_to_zero_print_without_a_sign():
+    assert [F.fixed1(x) for x in (-0.04, 0.04, -0.06, 2.35)] == ["0.0", "0.0", "-0.1", "2.4"]
+
+
 def quality(rows) -> pd.DataFrame:
     return pd.DataFrame([{"method": m, "target_sparsity": t, "nm": nm, "metric": metric, "value": v,
                           "n_tokens": 100} for m, t, nm, metric, v in rows])
@@ -162,6 +193,27 @@ def test_layer_collapse_counts_the_matrices_a_global_threshold_empties():
     c = F.layer_collapse(pm)
     assert list(c["collapsed"]) == [0, 2] and list(c["kept"]) == [2, 0]
     assert "at least 99% zero" in F.collapse_sentence("m", c)
+    assert F.collapse_overview([("m", c)]).startswith("The extreme case: 98.0% of `a`")
+    even = F.layer_collapse(pm[pm["target_sparsity"] == 0.5].assign(n_zero=[51, 50], sparsity=[0.51, 0.5]))
+    said = F.collapse_overview([("m", even)])                        # 51% is no 'extreme case'
+    assert said.startswith("No matrix comes near collapse") and "`a` of m at 50%, is 51.0% zero" in said
+
+
+def test_the_methods_held_at_target_are_only_those_that_ran():
+    from sparsescope.report.text import Report
+    assert Report.held_by_construction(["global_magnitude", "nm_magnitude", "wanda"]) == (
+        " N:M and Wanda hold every matrix at the target by construction.")
+    assert Report.held_by_construction(["global_magnitude", "sparsegpt"]).startswith(" SparseGPT holds")
+    assert Report.held_by_construction(["global_magnitude"]) == ""
+
+
+def test_report_crossovers_are_recomputed_from_the_kernel_rows_with_their_intervals():
+    rows = [{"kind": "kernel-csr", "shape_or_model": "8x8", "tokens": 16, "sparsity": x, "speedup": v,
+             "speedup_lo": lo} for x, v, lo in ((0.5, 1.2, 0.7), (0.9, 1.5, 1.3))]
+    saved = pd.DataFrame([{"kind": "kernel-csr", "shape_or_model": "8x8", "tokens": 16, "crossover_sparsity": 0.5}])
+    got = F.crossovers_of(pd.DataFrame(rows), saved)                # a median of 1.2 at 50% is no win
+    assert got["crossover_sparsity"].iloc[0] == pytest.approx(0.5 + 0.4 * 0.3 / 0.6)
+    assert F.crossover_words(got, pd.DataFrame(rows)) == ["16 tokens per batch: CSR measurably faster from 70% sparsity"]
 
 
 def test_matrix_roles_in_every_layout():
@@ -205,6 +257,16 @@ def test_heatmap_blocks_in_numeric_order_roles_in_block_order_stacks_one_above_t
     for text in fig.findobj(matplotlib.text.Text):
         if text.get_text() and text.get_visible():
             assert text.get_fontsize() >= 6.5, text.get_text()
+
+
+def test_heatmap_colours_diverge_from_the_target():
+    table = per_tensor(3, stacks=("decoder",)).assign(n_zero=lambda d: [50, 100, 0] * 7)  # at, above, below
+    fig = layer_sparsity_heatmap(table, "t", target=0.5)
+    mesh = next(c for ax in fig.axes if ax.get_title() == "decoder blocks" for c in ax.collections)
+    rgba = mesh.to_rgba(np.array([50.0, 100.0, 0.0]))
+    assert np.all(rgba[0, :3] > 0.9)                      # the target is (nearly) white
+    assert rgba[1, 0] > rgba[1, 2] and rgba[2, 2] > rgba[2, 0]   # above it red, below it blue
+    assert "white = target 50%" in fig.axes[-1].get_ylabel()
 
 
 def runtime_rows() -> pd.DataFrame:

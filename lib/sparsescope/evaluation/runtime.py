@@ -115,14 +115,21 @@ def timing_row(dense: list[float], sparse: list[float]) -> dict:
             "repeats": len(dense)}
 
 
-def find_crossover(sparsities, speedups) -> float | None:
+def find_crossover(sparsities, speedups, lows=None) -> float | None:
     """Lowest sparsity from which sparse wins at every measured sparsity above it, linearly interpolated
-    between the last losing and the first winning point; None if sparse never wins at the top."""
-    points = sorted(zip(sparsities, speedups))
-    if not points or points[-1][1] < 1.0:
+    between the last losing and the first winning point; None if sparse never wins at the top. Given `lows`
+    (each point's lower 95% bound), a win must be measurable, its interval above 1.0, and the crossing is
+    interpolated on those bounds: a median above 1.0 from three noisy repeats makes no crossover."""
+    measured = lows is not None
+    points = sorted(zip(sparsities, lows if measured else speedups))
+
+    def wins(value: float) -> bool:
+        return value > 1.0 if measured else value >= 1.0
+
+    if not points or not wins(points[-1][1]):
         return None
     i = len(points) - 1
-    while i > 0 and points[i - 1][1] >= 1.0:
+    while i > 0 and wins(points[i - 1][1]):
         i -= 1
     if i == 0:
         return points[0][0]
@@ -160,12 +167,17 @@ def kernel_sweep(shapes, sparsities, tokens, formats=("csr", "bsr"), bsr_block: 
 
 
 def crossovers(rows: list[dict]) -> list[dict]:
-    """Crossover sparsity per (kind, shape, tokens) of a kernel sweep."""
+    """Crossover sparsity per (kind, shape, tokens) of a kernel sweep: where sparse is measurably faster."""
     groups: dict = {}
     for r in rows:
         groups.setdefault((r["kind"], r["shape_or_model"], r["tokens"]), []).append(r)
+    def lows(rs: list[dict]) -> list[float] | None:  # older rows without intervals: medians decide
+        out = [r.get("speedup_lo") for r in rs]
+        return None if any(x is None or x != x for x in out) else [float(x) for x in out]
+
     return [{"kind": k, "shape_or_model": shape, "tokens": n,
-             "crossover_sparsity": find_crossover([r["sparsity"] for r in rs], [r["speedup"] for r in rs])}
+             "crossover_sparsity": find_crossover([r["sparsity"] for r in rs], [r["speedup"] for r in rs],
+                                                  lows(rs))}
             for (k, shape, n), rs in sorted(groups.items())]
 
 

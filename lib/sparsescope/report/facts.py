@@ -16,6 +16,7 @@ import pandas as pd
 from ..analysis.distribution import Distribution, load_distribution
 from ..artifacts import results_path
 from ..errors import SparsescopeError
+from ..evaluation.runtime import crossovers as kernel_crossovers
 from ..pruning.runs import run_label
 from ..sources.weights import name_in_block
 
@@ -98,19 +99,27 @@ def load_model(results_dir: str | os.PathLike, model: str) -> ModelResults:
     prune_dir = results_path(results_dir, model, "pruning")
     bench = results_path(results_dir, model, "benchmarks")
     pruning = read_table(prune_dir / "pruning.csv")
+    runtime = read_table(bench / "runtime.csv")
     return ModelResults(
         name=model,
         dist=load_distribution(folder),
         pruning=pruning,
         per_matrix=per_matrix_table(pruning, prune_dir),
         sizes=read_table(bench / "size.csv"),
-        runtime=read_table(bench / "runtime.csv"),
-        crossovers=read_table(bench / "crossovers.csv"),
+        runtime=runtime,
+        crossovers=crossovers_of(runtime, read_table(bench / "crossovers.csv")),
         quality=read_table(bench / "quality.csv"),
         transcripts=read_table(bench / "transcripts.csv"),
         bench_params=_json(bench / "manifest.json").get("parameters", {}),
         prune_params=_json(prune_dir / "manifest.json").get("parameters", {}),
     )
+
+
+def crossovers_of(runtime: pd.DataFrame, saved: pd.DataFrame) -> pd.DataFrame:
+    """Crossovers recomputed from the kernel rows, so results measured before the rule asked for an interval
+    above 1.0 are read by today's rule; the saved crossovers.csv only where no kernel rows exist."""
+    kernel = runtime[runtime["kind"].astype(str).str.startswith("kernel-")] if "kind" in runtime else runtime
+    return pd.DataFrame(kernel_crossovers(kernel.to_dict("records"))) if len(kernel) else saved
 
 
 def per_matrix_table(pruning: pd.DataFrame, prune_dir: Path) -> pd.DataFrame:
@@ -197,6 +206,22 @@ def join(items: list[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def fixed1(x: float) -> str:
+    """One decimal, with no '-0.0' for a value that rounds to zero."""
+    return f"{round(float(x), 1) or 0.0:.1f}"
+
+
+def shared_values(pairs: list[tuple[str, str]], n_models: int) -> list[tuple[str, str]]:
+    """(who, value as printed) with the models that print the same value named together, or as 'every
+    model' when all of them do: one finding is not repeated once per model."""
+    groups: dict[str, list[str]] = {}
+    for who, value in pairs:
+        groups.setdefault(value, []).append(who)
+    if len(groups) == 1 and len(pairs) == n_models > 1:
+        return [("every model", pairs[0][1])]
+    return [(join(names), value) for value, names in groups.items()]
+
+
 def span(lo: float, hi: float, fmt=None) -> str:
     """'lo–hi' as printed, or one number when both ends print the same (no '2.1–2.1')."""
     fmt = fmt or num
@@ -271,6 +296,30 @@ METRIC_WORDS = {
     "cosine_to_dense": "cosine to dense",
     "kl_from_dense": "KL from dense",
 }
+
+
+# the primary metric a model was scored by -> the objective as the report names it
+OBJECTIVES = {
+    "perplexity": "perplexity for causal LMs",
+    "mlm_loss": "masked-LM loss for BERT with its head",
+    "retrieval_top1": "embedding fidelity and passage retrieval for a sentence encoder",
+    "span_loss": "span-corruption loss for T5",
+    "token_loss": "teacher-forced token loss and word error rate on synthesised speech for Whisper",
+}
+COUNTED_UNITS = {"mlm_top1": "masked tokens", "retrieval_top1": "passages", "wer": "words"}
+
+
+def metrics_scored(qualities: list[pd.DataFrame]) -> set[str]:
+    """Every metric some model's quality table holds, so the text names only the objectives that ran."""
+    return {m for q in qualities if len(q) and "metric" in q for m in q["metric"].astype(str)}
+
+
+def objectives_scored(metrics: set[str]) -> list[str]:
+    return [words for metric, words in OBJECTIVES.items() if metric in metrics]
+
+
+def counted_units(metrics: set[str]) -> list[str]:
+    return [units for metric, units in COUNTED_UNITS.items() if metric in metrics]
 
 
 SHORT_METRIC = {"perplexity": "perplexity", "mlm_loss": "MLM loss", "span_loss": "span loss",
@@ -531,6 +580,30 @@ def layer_collapse(per_matrix: pd.DataFrame, method: str = "global_magnitude") -
     return pd.DataFrame(rows)
 
 
+def most_pruned(found: list[tuple[str, pd.DataFrame]]) -> tuple[str, pd.Series]:
+    """(model, layer-collapse row) of the matrix zeroed most at any target of any model."""
+    name, c = max(found, key=lambda nc: nc[1]["zeroed"].max())
+    return name, c.loc[c["zeroed"].idxmax()]
+
+
+def near_collapse(found: list[tuple[str, pd.DataFrame]], near: float = 0.9) -> bool:
+    return any(c["zeroed"].max() >= near or int(c["collapsed"].max()) > 0 for _, c in found)
+
+
+def collapse_overview(found: list[tuple[str, pd.DataFrame]]) -> str:
+    """Where no matrix comes near collapse, that in one sentence with the most-pruned matrix, instead of
+    calling a matrix at 50.1% 'the extreme case'; otherwise the worst model's collapse sentence."""
+    if near_collapse(found):
+        name, c = max(found, key=lambda nc: nc[1]["zeroed"].iloc[0])
+        return "The extreme case: " + collapse_sentence(name, c)
+    name, r = most_pruned(found)
+    return (
+        f"No matrix comes near collapse at these targets: the most-pruned, `{r['matrix']}` of {name} at "
+        f"{r['target']:.0%}, is {pct(r['zeroed'])} zero, and no matrix of any model is at least "
+        f"{COLLAPSED:.0%} zero."
+    )
+
+
 def collapse_sentence(model: str, collapse: pd.DataFrame) -> str:
     if not len(collapse):
         return f"No global-magnitude run of {model} was found, so layer collapse was not measured."
@@ -577,6 +650,23 @@ def size_baselines(tensors: pd.DataFrame) -> dict[str, int]:
             int8 += 2 * n
             q4 += 2 * n
     return {"fp16": fp16, "int8": int8, "4-bit": q4}
+
+
+ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1, "bool": 1}
+
+
+def beside_weights(tensors: pd.DataFrame, dense_bytes: float, buffers: list[str], model: str,
+                   share: float = 0.01) -> str:
+    """One sentence when the dense file holds more than `share` of its bytes besides the weights counted
+    (e.g. GPT-2's causal-mask buffers), since the casts are computed on those weights alone."""
+    stored = sum(int(n) * ITEMSIZE.get(str(d), 4) for n, d in zip(tensors["n"], tensors["dtype"]))
+    extra = dense_bytes - stored
+    if extra <= share * dense_bytes:
+        return ""
+    what = (f"{plural(len(buffers), 'buffer')} that are not weights, such as {buffers[0]}, and the file's "
+            "own overhead" if buffers else "the file's own overhead")
+    return (f"{model}'s dense file holds {megabytes(extra)} ({pct(extra / dense_bytes)}) besides its "
+            f"weights: {what}; the casts count the weights only.")
 
 
 BASELINE_WORDS = {
@@ -674,9 +764,9 @@ def crossover_words(crossovers: pd.DataFrame, runtime: pd.DataFrame) -> list[str
                 f"–{found.max():.0%}" if round(found.min(), 2) != round(found.max(), 2) else ""
             )
             tail = f"; never up to {top:.0%} for {plural(never, 'shape')}" if never else ""
-            out.append(f"{tokens} per batch: CSR wins above {span} sparsity{tail}")
+            out.append(f"{tokens} per batch: CSR measurably faster from {span} sparsity{tail}")
         else:
-            out.append(f"{tokens} per batch: CSR never wins up to {top:.0%}")
+            out.append(f"{tokens} per batch: CSR never measurably faster up to {top:.0%}")
     return out
 
 
@@ -837,17 +927,36 @@ def casting_sentence(
     model: str, baselines: dict[str, int], dense_bytes: float, half_bytes: float | None
 ) -> str:
     """Whether 50% sparsity in the compressed format beats casting the dense model, in bytes."""
-    if half_bytes is None:
-        return ""
-    beaten = [k for k in ("fp16", "int8", "4-bit") if baselines[k] < half_bytes]
-    head = f"{pct(half_bytes / dense_bytes)} of the dense bytes for {model} at 50% sparsity"
-    if not beaten:
-        return head + ", smaller than any of the casts computed (fp16, int8, 4-bit)."
-    best = beaten[-1]
-    return (
-        head + f"; casting alone is smaller ({join(beaten)}; {best} would take "
-        f"{pct(baselines[best] / dense_bytes)}), so at this sparsity the zeros buy less than lower precision."
-    )
+    said = casting_sentences([(model, baselines, dense_bytes, half_bytes)])
+    return said[0] if said else ""
+
+
+def casting_sentences(cases: list[tuple[str, dict[str, int], float, float | None]]) -> list[str]:
+    """casting_sentence for many models at once: models with the same verdict (the same casts smaller than
+    their 50% checkpoint) share one sentence, so three models do not repeat one finding three times."""
+    groups: dict[tuple[str, ...], list] = {}
+    for model, base, dense, half in cases:
+        if half is not None:
+            groups.setdefault(tuple(k for k in ("fp16", "int8", "4-bit") if base[k] < half), []).append(
+                (model, base, dense, half))
+    out = []
+    for beaten, rows in sorted(groups.items(), key=lambda kv: -len(kv[1])):  # the commonest verdict first
+        shares = [half / dense for _, _, dense, half in rows]
+        if len(rows) == 1:
+            head = f"{pct(shares[0])} of the dense bytes for {rows[0][0]} at 50% sparsity"
+        else:
+            each = ", ".join(f"{model} {pct(share)}" for (model, *_), share in zip(rows, shares))
+            head = f"{span(min(shares), max(shares), pct)} of the dense bytes at 50% sparsity ({each})"
+        if not beaten:
+            out.append(head + ", smaller than any of the casts computed (fp16, int8, 4-bit).")
+            continue
+        best = beaten[-1]
+        takes = span(min(b[best] / d for _, b, d, _ in rows), max(b[best] / d for _, b, d, _ in rows), pct)
+        out.append(
+            head + f"; casting alone is smaller{' for each' if len(rows) > 1 else ''} ({join(list(beaten))}; "
+            f"{best} would take {takes}), so at this sparsity the zeros buy less than lower precision."
+        )
+    return out
 
 
 def usable_sentence(model: str, quality: pd.DataFrame, target: float = 0.5, factor: float = 2.0) -> str:

