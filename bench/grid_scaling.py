@@ -1,6 +1,7 @@
 """The run grid as a Dask task graph: JOBS=1 against JOBS=2 on this machine, and the seed grid's shape.
 
   .venv/bin/python bench/grid_scaling.py                # the packaged grid, JOBS=1 then JOBS=2 (~30 min)
+  .venv/bin/python bench/grid_scaling.py --models minilm-l6 --repeats 2 --csv bench/grid_scaling.csv
   .venv/bin/python bench/grid_scaling.py --seed-only    # the seed grid's tasks and critical path (seconds)
   .venv/bin/python bench/grid_scaling.py --models /path/to/tiny --set 'methods=["wanda"]' --set nm=None
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ast
 import heapq
+import statistics
 import sys
 import tempfile
 import time
@@ -156,16 +158,23 @@ def seed_grid(workers=(1, 2, 4, 8, 16, 32), measured: dict | None = None) -> dic
             "makespan_s": {n: makespan(tasks, seconds, n) for n in workers}}
 
 
-def measure(models: list[str], knobs: dict, jobs_values: list[int], out: Path) -> dict:
-    walls, runs = {}, {}
-    for jobs in jobs_values:
-        results = out / f"jobs{jobs}"
-        if results.exists() and any(results.iterdir()):
-            sys.exit(f"error: {results} is not empty: the measurement needs fresh results folders (--out)")
-        started = time.time()
-        runs[jobs] = run_models(models, results, knobs=knobs, jobs=jobs)
-        walls[jobs] = time.time() - started
-    return {"walls": walls, "runs": runs}
+def measure(models: list[str], knobs: dict, jobs_values: list[int], out: Path, repeats: int = 1) -> dict:
+    """Each JOBS value runs the grid into its own fresh folder, `repeats` times, interleaved (1, 2, 1, 2, ...)
+    so that drifting load on a shared machine falls on both alike; a folder is deleted once measured."""
+    import shutil
+    walls, runs = defaultdict(list), {}
+    for r in range(repeats):
+        for jobs in jobs_values:
+            results = out / f"jobs{jobs}-r{r}"
+            if results.exists() and any(results.iterdir()):
+                sys.exit(f"error: {results} is not empty: the measurement needs fresh results folders (--out)")
+            print(f"repeat {r + 1}/{repeats}, JOBS={jobs}: running the grid", flush=True)
+            started = time.time()
+            runs[jobs] = run_models(models, results, knobs=knobs, jobs=jobs)
+            walls[jobs].append(time.time() - started)
+            print(f"repeat {r + 1}/{repeats}, JOBS={jobs}: {walls[jobs][-1]:.0f} s", flush=True)
+            shutil.rmtree(results, ignore_errors=True)
+    return {"walls": dict(walls), "runs": runs}
 
 
 def parse_set(items: list[str]) -> dict:
@@ -187,6 +196,8 @@ def main(argv=None) -> int:
                         help="a notebook parameter, as a Python literal (repeatable)")
     parser.add_argument("--out", type=Path, help="where the results folders go (default: a temporary folder)")
     parser.add_argument("--seed-only", action="store_true", help="only the seed grid's plan (seconds)")
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats of every JOBS value")
+    parser.add_argument("--csv", type=Path, help="append each measured wall time here")
     args = parser.parse_args(argv)
 
     seed = seed_grid()
@@ -202,20 +213,31 @@ def main(argv=None) -> int:
 
     models = args.models or profile_models("packaged")
     with tempfile.TemporaryDirectory(prefix="grid-scaling-") as tmp:
-        measured = measure(models, parse_set(args.set), args.jobs, args.out or Path(tmp))
+        measured = measure(models, parse_set(args.set), args.jobs, args.out or Path(tmp), args.repeats)
     walls, runs = measured["walls"], measured["runs"]
     for jobs in args.jobs:
-        grid = runs[jobs]
+        grid = runs[jobs]  # the last repeat's task seconds
         seconds = {t.key: grid.outcomes[t.key]["seconds"] for t in grid.tasks}
         by_kind = defaultdict(float)
         for task in grid.tasks:
             by_kind[task.kind] += seconds[task.key]
         length, _ = critical_path(grid.tasks, seconds)
-        print(f"JOBS={jobs}: {walls[jobs]:.0f} s wall, {len(grid.tasks)} tasks, task seconds "
-              + ", ".join(f"{k} {v:.0f}" for k, v in by_kind.items()) + f"; critical path {length:.0f} s")
+        print(f"JOBS={jobs}: wall {', '.join(f'{w:.0f}' for w in walls[jobs])} s, {len(grid.tasks)} tasks, "
+              "task seconds " + ", ".join(f"{k} {v:.0f}" for k, v in by_kind.items())
+              + f"; critical path {length:.0f} s")
     if len(args.jobs) >= 2:
         a, b = args.jobs[:2]
-        print(f"JOBS={a} / JOBS={b}: {walls[a] / walls[b]:.2f}x ({walls[a]:.0f} s vs {walls[b]:.0f} s)")
+        pairs = [x / y for x, y in zip(walls[a], walls[b])]  # repeat by repeat: side by side in time
+        print(f"JOBS={a} / JOBS={b}: median {statistics.median(pairs):.2f}x over {len(pairs)} interleaved "
+              f"repeat(s), range {min(pairs):.2f}-{max(pairs):.2f}x (walls {walls[a]} s vs {walls[b]} s)")
+    if args.csv:
+        new_file = not args.csv.exists()
+        with args.csv.open("a") as f:
+            if new_file:
+                f.write("models,jobs,repeat,wall_s,tasks\n")
+            for jobs in args.jobs:
+                for r, wall in enumerate(walls[jobs]):
+                    f.write(f"{'+'.join(models)},{jobs},{r},{wall:.1f},{len(runs[jobs].tasks)}\n")
     return 0
 
 

@@ -499,6 +499,13 @@ def test_a_range_whose_ends_print_alike_is_one_number_and_one_token_is_singular(
     assert "1 token per batch" in F.bsr_sentence(rows[rows["kind"] == "kernel-bsr"])
 
 
+def test_an_interval_in_a_table_cell_never_breaks_at_its_dash():
+    from sparsescope.report.html import table_html
+    cell = table_html(pd.DataFrame({"KL": ["0.0793 [0.0787–0.0799]"], "run": ["wanda–sparsegpt"]}))
+    assert "0.0787\u2060–\u20600.0799" in cell          # joined: no line break inside the interval
+    assert "wanda–sparsegpt" in cell                       # a dash between words is left alone
+
+
 def test_whole_model_latency_names_its_tokens_per_batch():
     fig = runtime_figure(runtime_rows(), "t")
     assert any("128 tokens" in ax.get_title() for ax in fig.axes)

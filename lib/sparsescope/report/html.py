@@ -95,7 +95,7 @@ def table_html(df: pd.DataFrame, wide: bool = False, breakable_columns: tuple[st
                 if text != previous or not groups:
                     groups.append([])
                 previous, text = text, text if not groups[-1] else ""
-            body = html.escape(breakable(text) if col in breakable_columns else text)
+            body = html.escape(breakable(text) if col in breakable_columns else unbroken_ranges(text))
             kind = ' class="ss-key"' if i < keys else ' class="ss-num"' if NUMBER.match(text) else ""
             cells.append(f"<td{kind}>{body}</td>")
         if not groups:
@@ -105,6 +105,15 @@ def table_html(df: pd.DataFrame, wide: bool = False, breakable_columns: tuple[st
     body = "".join(f"{tbody}{''.join(rows)}</tbody>" for rows in groups)
     classes = "ss-table ss-wide" if wide else "ss-table"
     return f'<table class="{classes}"><thead><tr>{head}</tr></thead>{body}</table>'
+
+
+RANGE_DASH = re.compile(r"(?<=[\d%×])–(?=[\d−-])")
+
+
+def unbroken_ranges(text: str) -> str:
+    """'0.0787–0.0799' kept on one line: word joiners around a range's dash, where a line may otherwise
+    break (after an en dash), so an interval never wraps mid-value; a space before '[' still may."""
+    return RANGE_DASH.sub("\u2060–\u2060", text)
 
 
 def inline(text: str) -> str:
