@@ -127,6 +127,9 @@ def test_bytes_of_a_dense_file_beyond_its_weights_are_named_only_when_they_matte
     said = F.beside_weights(tensors, 3_700_000, ["h.0.attn.bias", "h.1.attn.bias"], "gpt")
     assert "0.2 MB (5.41%)" in said and "2 buffers" in said and "h.0.attn.bias" in said
     assert F.beside_weights(tensors, 3_520_000, [], "gpt") == ""    # 20 kB of header: under 1%, not said
+    assert "1 buffer that is not a weight, h.0.attn.bias," in F.beside_weights(tensors, 3_700_000, ["h.0.attn.bias"], "g")
+    ids = pd.DataFrame({"n": [500_000, 500_000], "dtype": ["int64", "bfloat16"]})  # 4.0 MB + 1.0 MB
+    assert F.beside_weights(ids, 5_010_000, [], "g") == ""           # int64 counts 8 bytes, not 4
 
 
 def test_objectives_and_counted_units_follow_the_metrics_that_ran():
@@ -197,6 +200,14 @@ def test_layer_collapse_counts_the_matrices_a_global_threshold_empties():
     even = F.layer_collapse(pm[pm["target_sparsity"] == 0.5].assign(n_zero=[51, 50], sparsity=[0.51, 0.5]))
     said = F.collapse_overview([("m", even)])                        # 51% is no 'extreme case'
     assert said.startswith("No matrix comes near collapse") and "`a` of m at 50%, is 51.0% zero" in said
+    # two models: the one that empties a matrix at its higher target is the case named, wherever it is
+    mild = F.layer_collapse(pm[pm["target_sparsity"] == 0.5].assign(n_zero=[60, 50], sparsity=[0.6, 0.5]))
+    assert "in m;" in F.collapse_overview([("calm", mild), ("m", c)])
+    lead = F.collapse_lead([("calm", mild), ("m", c)])
+    assert lead.startswith("Global magnitude can all but remove whole matrices") and "in m" in lead
+    assert F.collapse_lead([("calm", mild), ("m", even)]) == (
+        "Global magnitude leaves every matrix partly intact here: the most-pruned matrix is 60.0% zero "
+        "(calm; see Layer collapse).")
 
 
 def test_the_methods_held_at_target_are_only_those_that_ran():
@@ -213,7 +224,11 @@ def test_report_crossovers_are_recomputed_from_the_kernel_rows_with_their_interv
     saved = pd.DataFrame([{"kind": "kernel-csr", "shape_or_model": "8x8", "tokens": 16, "crossover_sparsity": 0.5}])
     got = F.crossovers_of(pd.DataFrame(rows), saved)                # a median of 1.2 at 50% is no win
     assert got["crossover_sparsity"].iloc[0] == pytest.approx(0.5 + 0.4 * 0.3 / 0.6)
-    assert F.crossover_words(got, pd.DataFrame(rows)) == ["16 tokens per batch: CSR measurably faster from 70% sparsity"]
+    assert F.crossover_words(got, pd.DataFrame(rows)) == ["16 tokens per batch: CSR measurably faster above 70% sparsity"]
+    older = pd.DataFrame(rows).drop(columns="speedup_lo")           # results saved before intervals
+    said = F.crossover_words(F.crossovers_of(older, saved), older)
+    assert said == ["16 tokens per batch: CSR faster (medians, no interval) above 50% sparsity"]
+    assert not F.crossovers_measured(F.crossovers_of(older, saved))
 
 
 def test_matrix_roles_in_every_layout():

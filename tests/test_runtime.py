@@ -30,14 +30,16 @@ def test_crossover_needs_a_measurable_win_when_intervals_are_given():
     medians = [1.05, 1.1, 1.4, 3.0]                                 # every median above 1.0: noise at 50-70%
     assert find_crossover(s, medians) == 0.5
     # the lower 95% bounds: 50% and 70% hold 1.0, so the crossing is between 70% and 90%, on the bounds
-    assert find_crossover(s, medians, [0.8, 0.6, 1.2, 2.0]) == pytest.approx(0.7 + 0.4 * 0.2 / 0.6)
+    assert find_crossover(s, medians, [0.8, 0.6, 1.2, 2.0]) == pytest.approx(0.8333333)  # 0.7 + 0.2 * 0.4/0.6
     assert find_crossover(s, medians, [0.9, 0.9, 0.95, 0.99]) is None   # no interval clears 1.0
-    assert find_crossover(s, medians, [0.9, 0.9, 1.0, 1.5]) == pytest.approx(0.9)  # a bound of exactly 1.0 is no win
+    assert find_crossover(s, medians, [0.9, 0.9, 1.0, 1.5]) == pytest.approx(0.9)
+    assert find_crossover(s, medians, [0.9, 0.9, 0.95, 1.0]) is None     # a bound of exactly 1.0 is no win
     rows = [{"kind": "kernel-csr", "shape_or_model": "8x8", "tokens": 16, "sparsity": x, "speedup": v,
              "speedup_lo": lo} for x, v, lo in zip(s, medians, [0.8, 0.6, 1.2, 2.0])]
-    assert crossovers(rows)[0]["crossover_sparsity"] == pytest.approx(0.7 + 0.4 * 0.2 / 0.6)
+    assert crossovers(rows)[0]["crossover_sparsity"] == pytest.approx(0.8333333)
+    assert crossovers(rows)[0]["rule"] == "interval"
     older = [{**r, "speedup_lo": float("nan")} for r in rows]       # rows saved before intervals: medians
-    assert crossovers(older)[0]["crossover_sparsity"] == 0.5
+    assert crossovers(older)[0]["crossover_sparsity"] == 0.5 and crossovers(older)[0]["rule"] == "median"
 
 
 def test_kernel_sweep_rows_and_crossovers():

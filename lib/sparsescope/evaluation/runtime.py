@@ -177,7 +177,8 @@ def crossovers(rows: list[dict]) -> list[dict]:
 
     return [{"kind": k, "shape_or_model": shape, "tokens": n,
              "crossover_sparsity": find_crossover([r["sparsity"] for r in rs], [r["speedup"] for r in rs],
-                                                  lows(rs))}
+                                                  lows(rs)),
+             "rule": "median" if lows(rs) is None else "interval"}  # which rule decided it
             for (k, shape, n), rs in sorted(groups.items())]
 
 

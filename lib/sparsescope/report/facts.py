@@ -304,7 +304,8 @@ OBJECTIVES = {
     "mlm_loss": "masked-LM loss for BERT with its head",
     "retrieval_top1": "embedding fidelity and passage retrieval for a sentence encoder",
     "span_loss": "span-corruption loss for T5",
-    "token_loss": "teacher-forced token loss and word error rate on synthesised speech for Whisper",
+    "token_loss": "teacher-forced token loss on synthesised speech for Whisper",
+    "wer": "word error rate of Whisper's transcripts",
 }
 COUNTED_UNITS = {"mlm_top1": "masked tokens", "retrieval_top1": "passages", "wer": "words"}
 
@@ -593,8 +594,8 @@ def near_collapse(found: list[tuple[str, pd.DataFrame]], near: float = 0.9) -> b
 def collapse_overview(found: list[tuple[str, pd.DataFrame]]) -> str:
     """Where no matrix comes near collapse, that in one sentence with the most-pruned matrix, instead of
     calling a matrix at 50.1% 'the extreme case'; otherwise the worst model's collapse sentence."""
-    if near_collapse(found):
-        name, c = max(found, key=lambda nc: nc[1]["zeroed"].iloc[0])
+    if near_collapse(found):  # the model whose matrix is zeroed most, at whichever target
+        name, c = max(found, key=lambda nc: (nc[1]["zeroed"].max(), nc[1]["collapsed"].max()))
         return "The extreme case: " + collapse_sentence(name, c)
     name, r = most_pruned(found)
     return (
@@ -602,6 +603,19 @@ def collapse_overview(found: list[tuple[str, pd.DataFrame]]) -> str:
         f"{r['target']:.0%}, is {pct(r['zeroed'])} zero, and no matrix of any model is at least "
         f"{COLLAPSED:.0%} zero."
     )
+
+
+def collapse_lead(found: list[tuple[str, pd.DataFrame]]) -> str:
+    """Challenges' answer on layer collapse, over every model: collapse is claimed only where some matrix
+    is (nearly) emptied; where none comes near, the short form (the full one stands under Layer collapse)."""
+    name, c = max(found, key=lambda nc: (nc[1]["zeroed"].max(), nc[1]["collapsed"].max()))
+    if c["zeroed"].max() >= COLLAPSED:
+        return "Global magnitude can all but remove whole matrices: " + collapse_sentence(name, c)
+    if near_collapse(found):
+        return "Global magnitude leaves every matrix partly intact here: " + collapse_sentence(name, c)
+    name, r = most_pruned(found)
+    return (f"Global magnitude leaves every matrix partly intact here: the most-pruned matrix is "
+            f"{pct(r['zeroed'])} zero ({name}; see Layer collapse).")
 
 
 def collapse_sentence(model: str, collapse: pd.DataFrame) -> str:
@@ -652,19 +666,25 @@ def size_baselines(tensors: pd.DataFrame) -> dict[str, int]:
     return {"fp16": fp16, "int8": int8, "4-bit": q4}
 
 
-ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1, "bool": 1}
+def itemsize(dtype: str) -> int:
+    """Bytes per element of a dtype as tensors.csv writes it ('float32', 'bfloat16', 'int64', ...)."""
+    import torch
+    kind = getattr(torch, str(dtype).removeprefix("torch."), None)
+    return torch.empty(0, dtype=kind).element_size() if isinstance(kind, torch.dtype) else 4
 
 
 def beside_weights(tensors: pd.DataFrame, dense_bytes: float, buffers: list[str], model: str,
                    share: float = 0.01) -> str:
     """One sentence when the dense file holds more than `share` of its bytes besides the weights counted
     (e.g. GPT-2's causal-mask buffers), since the casts are computed on those weights alone."""
-    stored = sum(int(n) * ITEMSIZE.get(str(d), 4) for n, d in zip(tensors["n"], tensors["dtype"]))
+    stored = sum(int(n) * itemsize(d) for n, d in zip(tensors["n"], tensors["dtype"]))
     extra = dense_bytes - stored
     if extra <= share * dense_bytes:
         return ""
-    what = (f"{plural(len(buffers), 'buffer')} that are not weights, such as {buffers[0]}, and the file's "
-            "own overhead" if buffers else "the file's own overhead")
+    what = ("the file's own overhead" if not buffers else
+            f"1 buffer that is not a weight, {buffers[0]}, and the file's own overhead" if len(buffers) == 1
+            else f"{len(buffers)} buffers that are not weights, such as {buffers[0]}, and the file's own "
+            "overhead")
     return (f"{model}'s dense file holds {megabytes(extra)} ({pct(extra / dense_bytes)}) besides its "
             f"weights: {what}; the casts count the weights only.")
 
@@ -749,6 +769,12 @@ def bsr_sentence(runtime: pd.DataFrame) -> str:
     )
 
 
+def crossovers_measured(crossovers: pd.DataFrame) -> bool:
+    """Whether every CSR crossover was decided by intervals (results before intervals: by medians)."""
+    csr = crossovers[crossovers["kind"] == "kernel-csr"] if len(crossovers) else crossovers
+    return bool(len(csr)) and "rule" in csr and bool((csr["rule"] == "interval").all())
+
+
 def crossover_words(crossovers: pd.DataFrame, runtime: pd.DataFrame) -> list[str]:
     csr = crossovers[crossovers["kind"] == "kernel-csr"] if len(crossovers) else pd.DataFrame()
     if not len(csr):
@@ -756,17 +782,20 @@ def crossover_words(crossovers: pd.DataFrame, runtime: pd.DataFrame) -> list[str
     top = float(pd.to_numeric(rows_of(runtime, "kernel-csr")["sparsity"]).max()) if len(runtime) else 1.0
     out = []
     for n in sorted(csr["tokens"].unique()):
-        at = pd.to_numeric(csr[csr["tokens"] == n]["crossover_sparsity"], errors="coerce")
+        group = csr[csr["tokens"] == n]
+        at = pd.to_numeric(group["crossover_sparsity"], errors="coerce")
         found, never = at.dropna(), int(at.isna().sum())
         tokens = plural(int(n), "token")
+        # an interval above 1.0 makes a win measurable; rows without one are read by their medians
+        wins = "measurably faster" if crossovers_measured(group) else "faster (medians, no interval)"
         if len(found):
-            span = f"{found.min():.0%}" + (
+            span_ = f"{found.min():.0%}" + (
                 f"–{found.max():.0%}" if round(found.min(), 2) != round(found.max(), 2) else ""
             )
             tail = f"; never up to {top:.0%} for {plural(never, 'shape')}" if never else ""
-            out.append(f"{tokens} per batch: CSR measurably faster from {span} sparsity{tail}")
+            out.append(f"{tokens} per batch: CSR {wins} above {span_} sparsity{tail}")
         else:
-            out.append(f"{tokens} per batch: CSR never measurably faster up to {top:.0%}")
+            out.append(f"{tokens} per batch: CSR never {wins.split(' (')[0]} up to {top:.0%}")
     return out
 
 
@@ -891,7 +920,8 @@ def calibrated_sentence(alone: int, tied: int, cases: int) -> str:
     if alone == cases:
         return f"{who} leads on KL clear of the others in {models}."
     if alone == 0 and tied == 0:
-        return f"No calibrated method (Wanda or SparseGPT) leads on KL in {models}: another method does."
+        where = "the one model ranked" if cases == 1 else f"any of the {cases} models ranked"
+        return f"No calibrated method (Wanda or SparseGPT) leads on KL in {where}; another method does."
     parts = [f"clear of the others in {alone} of {cases} models" if alone else ""]
     parts.append(f"tied with another method (intervals overlap) in {tied} of {cases}" if tied else "")
     return f"{who} leads on KL " + " and ".join(p for p in parts if p) + "."
@@ -944,6 +974,8 @@ def casting_sentences(cases: list[tuple[str, dict[str, int], float, float | None
         shares = [half / dense for _, _, dense, half in rows]
         if len(rows) == 1:
             head = f"{pct(shares[0])} of the dense bytes for {rows[0][0]} at 50% sparsity"
+        elif pct(min(shares)) == pct(max(shares)):
+            head = f"{pct(shares[0])} of the dense bytes at 50% sparsity for {join([r[0] for r in rows])}"
         else:
             each = ", ".join(f"{model} {pct(share)}" for (model, *_), share in zip(rows, shares))
             head = f"{span(min(shares), max(shares), pct)} of the dense bytes at 50% sparsity ({each})"

@@ -253,6 +253,10 @@ def layer_sparsity_heatmap(per_tensor, title: str, target: float | None = None):
         set(df["stack"])
     )
     heights = [df[df["stack"] == s]["block"].nunique() for s in stacks]
+    low, high = 0.0, 100.0
+    if target is not None:  # the scale spans the deviations seen (5 points at least), not 0-100
+        reach = max(5.0, float((df["sparsity"] - 100 * target).abs().max()))
+        low, high = max(0.0, 100 * target - reach), min(100.0, 100 * target + reach)
     row_in = 0.11 if max(heights) > 32 else 0.17 if max(heights) > 12 else 0.24
     fig_h = sum(row_in * h + 0.75 for h in heights) + 0.5
     fig, axes = plt.subplots(
@@ -270,8 +274,8 @@ def layer_sparsity_heatmap(per_tensor, title: str, target: float | None = None):
         sns.heatmap(
             grid,
             ax=ax,
-            vmin=0,
-            vmax=100,
+            vmin=low,
+            vmax=high,
             cmap="RdBu_r" if target is not None else "magma_r",
             center=None if target is None else 100 * target,
             annot=cells <= 100 and grid.shape[1] <= 10,
@@ -728,7 +732,7 @@ def frontier_figure(points: pd.DataFrame):
         Line2D([], [], color=c, marker=marker("dense") if k == "dense" else "o", ls="none",
                label=KIND_WORDS[k])
         for k, c in kinds.items()
-        if k in set(points["kind"])
+        if k in set(points[points["kept"].notna()]["kind"])  # a kind none of whose runs is drawn: no entry
     ]
     handles += [
         Line2D([], [], color="0.3", marker=marker(m), ls="none", label=m)

@@ -154,6 +154,7 @@ def runs_at(m: ModelResults, target: float = 0.5) -> pd.DataFrame:
     return p[(near & (p["nm"] == "")) | (p["nm"] != "") | (near & (kind == "structured"))]
 
 
+TEXT_LOSSES = {"perplexity", "mlm_loss", "span_loss"}  # the objectives scored over n_tokens of text
 UNIFORM = 0.01  # a heatmap whose every matrix is within 1 point of the target is left out (one sentence)
 
 
@@ -311,8 +312,8 @@ class Report:
             out.append(lead)
         collapses = [(m, F.layer_collapse(m.per_matrix)) for m in self.models]
         collapses = [(m, c) for m, c in collapses if len(c)]
-        if collapses:  # the model whose lowest target already empties a matrix the most
-            m, c = max(collapses, key=lambda mc: mc[1]["zeroed"].iloc[0])
+        if collapses:  # the model that empties a matrix the most, at whichever target
+            m, c = max(collapses, key=lambda mc: (mc[1]["zeroed"].max(), mc[1]["collapsed"].max()))
             if c["zeroed"].max() >= 0.9:
                 out.append("**" + F.collapse_sentence(m.name, c).replace(" of `", "** of `", 1))
         said = F.casting_sentences(self.casting_cases())
@@ -369,6 +370,7 @@ class Report:
 
     def summary(self) -> Parts:
         table = self.summary_table()
+        shown = F.counted_units(self.metrics & set(F.PRIMARY))  # the table holds the primary metrics only
         parts = [("md", "## Summary\n\n" + render("summary", headlines=self.headlines()))]
         if len(table):
             parts.append(
@@ -381,8 +383,7 @@ class Report:
                         "batch-1 latency with its 95% interval.",
                         wide=True,
                         note="Intervals in brackets"
-                        + (f"; counts k/n are {F.join(F.counted_units(self.metrics))} scored. "
-                           if F.counted_units(self.metrics) else ". ")
+                        + (f"; counts k/n are {F.join(shown)} scored. " if shown else ". ")
                         + "† measured on the global-magnitude 50% checkpoint with dense kernels: zeros "
                         "cost the same whichever method chose them. “no change”: the interval holds "
                         "1.0×." + self.q4_note(),
@@ -465,7 +466,7 @@ class Report:
         budget = {}
         for m in self.models:
             budget = m.bench_params.get("budget", {}) or budget
-        calibration = []
+        calibration, counts = [], set()
         for m in self.models:
             p = m.pruning
             cal = p[p["method"].isin(F.CALIBRATED)] if len(p) else p
@@ -474,6 +475,7 @@ class Report:
             n, seqlen = F.column(cal, "n_samples").dropna(), F.column(cal, "seqlen").dropna()
             if len(n) and len(seqlen):
                 calibration.append(f"{m.name} {int(n.iloc[0])} × {int(seqlen.iloc[0])} tokens")
+                counts.add(int(n.iloc[0]))
             else:
                 runs = m.prune_params.get("runs", [])
                 seq = {r.get("seqlen") for r in runs if r.get("method") in F.CALIBRATED} - {None}
@@ -483,12 +485,13 @@ class Report:
                 )
         return {
             "corpus": join([CORPORA.get(c, c) for c in corpora]) or "not recorded",
-            "n_tokens": budget.get("n_tokens"),
+            "n_tokens": budget.get("n_tokens") if TEXT_LOSSES & self.metrics else None,
             "window": budget.get("window"),
             # only the budgets of objectives that ran: a text-only study names no speech clips
             "n_passages": budget.get("n_passages") if "retrieval_top1" in self.metrics else None,
-            "n_clips": budget.get("n_clips") if "wer" in self.metrics else None,
+            "n_clips": budget.get("n_clips") if {"token_loss", "wer"} & self.metrics else None,
             "calibration": calibration,
+            "calibration_differs": len(counts) > 1,
         }
 
     # ---------------------------------------------------------------------------- structure
@@ -713,10 +716,10 @@ class Report:
             zeroed = one["n_zero"] / one["n"]
             off = float((zeroed - target).abs().max())
             if off < UNIFORM:  # a page of one colour tells nothing a sentence does not
-                parts.append(("md", f"Global magnitude at {target:.0%} zeroes every one of {m.name}'s "
-                              f"{len(one)} prunable matrices to within {off:.1%} of the target "
-                              f"({F.span(float(zeroed.min()), float(zeroed.max()), pct)}): no matrix is "
-                              "pruned harder than another, so its heatmap is left out."))
+                parts.append(("md", f"Global magnitude at {target:.0%} zeroes each of {m.name}'s "
+                              f"{len(one)} prunable matrices to within {100 * off:.1f} percentage points of "
+                              f"the target ({F.span(float(zeroed.min()), float(zeroed.max()), pct)}): no "
+                              "matrix stands out, so its heatmap, one colour, is left out."))
                 continue
             roles = [F.role_label(r) for r in F.role_order({F.matrix_role(x) for x in one["name"]})]
             cross = " (x- = cross-attention)" if any(r.startswith("x-") for r in roles) else ""
@@ -868,7 +871,7 @@ class Report:
             sentences.append(F.beside_weights(m.dist.tensors, dense, buffers, m.name))
             ratios = F.column(s, "index_ratio")
             if ratios.notna().any():
-                index_ratios.append((m.name, f"{ratios.min():.3f}–{ratios.max():.3f}×"))
+                index_ratios.append((m.name, F.span(ratios.min(), ratios.max(), "{:.3f}".format) + "×"))
         if not data:
             return [("md", "No size results were found.")]
         parts = [
@@ -940,6 +943,7 @@ class Report:
                 "csr_e2e": csr_e2e,
                 "structured": structured,
                 "crossovers": F.crossover_words(m.crossovers, rt),
+                "crossovers_measured": F.crossovers_measured(m.crossovers),
                 "bsr": F.bsr_sentence(rt),
                 "gpu": (
                     f"{gpu['speedup'].astype(float).min():.2f}–{gpu['speedup'].astype(float).max():.2f}× "
@@ -984,7 +988,7 @@ class Report:
                 "### Quality\n\n"
                 + render("quality_intro", setup=self.setup(), published_setting=PUBLISHED_SETTING,
                          objectives=F.objectives_scored(self.metrics),
-                         units=F.counted_units(self.metrics)),
+                         units=F.join(F.counted_units(self.metrics))),
             )
         ]
         if len(points):
@@ -1219,11 +1223,12 @@ class Report:
                 "html",
                 self.n.figure(
                     frontier_figure(frame),
-                    "Quality kept relative to dense against bytes on disk"
-                    + (" (left) and batch-1 latency (right), both relative to dense, for every run with the "
-                       "measurement" if (per_model >= 2).any() else ", relative to dense")
+                    "Quality kept against bytes on disk"
+                    + (" (left) and batch-1 latency (right), all relative to dense, for every run with the "
+                       "measurement" if (per_model >= 2).any() else ", both relative to dense")
                     + "; dense is the star at 1×, 1×. Colour: "
-                    + join([KIND_WORDS[k] for k in KIND_WORDS if k != "dense" and k in set(frame["kind"])])
+                    + join([KIND_WORDS[k] for k in KIND_WORDS
+                            if k != "dense" and k in set(frame[frame["kept"].notna()]["kind"])])
                     + ".",
                     "Per model, quality relative to dense plotted against relative size and relative latency "
                     "for each "
@@ -1245,19 +1250,8 @@ class Report:
             )
         collapses = [(m, F.layer_collapse(m.per_matrix)) for m in self.models if len(m.per_matrix)]
         collapses = [(m, c) for m, c in collapses if len(c)]
-        worst = max(collapses, key=lambda mc: mc[1]["zeroed"].iloc[0]) if collapses else None
-        collapse = F.collapse_sentence(worst[0].name, worst[1]) if worst else ""
-        if worst is not None:  # the lead-in claims collapse only where a matrix is (nearly) emptied
-            emptied = worst[1]["zeroed"].max() >= F.COLLAPSED
-            named = [(m.name, c) for m, c in collapses]
-            if emptied:
-                collapse = "Global magnitude can all but remove whole matrices: " + collapse
-            elif not F.near_collapse(named):  # said in full under Layer collapse; not repeated here
-                name, r = F.most_pruned(named)
-                collapse = (f"Global magnitude leaves every matrix partly intact here: the most-pruned is "
-                            f"{pct(r['zeroed'])} zero ({name}; see Layer collapse).")
-            else:
-                collapse = "Global magnitude leaves every matrix partly intact here: " + collapse
+        named = [(m.name, c) for m, c in collapses]
+        collapse = F.collapse_lead(named) if named else ""
         iterative = pd.concat(
             [F.iterative_runs(m.pruning) for m in self.models if len(m.pruning)] or [pd.DataFrame()]
         )
@@ -1319,6 +1313,10 @@ class Report:
                 for r in dk.itertuples() if {"speedup_lo", "speedup_hi"} <= set(dk.columns)
                 and (float(r.speedup_lo) > 1.0 or float(r.speedup_hi) < 1.0)) if len(dk) else "",
             "crossover": (F.span(found.min(), found.max(), "{:.0%}".format) if len(found) else ""),
+            "crossover_measured": F.crossovers_measured(cross) if len(cross) else True,
+            # the device the kernel sweep ran on (device_name: "cpu (N threads)" or the GPU's model)
+            "kernel_device": "" if not len(csr_rt) or "device" not in csr_rt else "CPU " if csr_rt[
+                "device"].astype(str).str.startswith("cpu").all() else "GPU ",
             "half_csr": (
                 F.span(half_csr["speedup"].astype(float).min(), half_csr["speedup"].astype(float).max())
                 + "×"
