@@ -728,8 +728,13 @@ def e2e_words(runtime: pd.DataFrame, kind: str) -> list[str]:
         batch = column(pd.DataFrame([r]), "batch").iloc[0]
         seqlen = column(pd.DataFrame([r]), "seqlen").iloc[0]
         shape = f"batch {int(batch)}" if math.isfinite(batch) else "one batch"
-        shape += f" × {int(seqlen)} tokens" if math.isfinite(seqlen) else f" ({int(r['tokens'])} tokens)"
-        out.append(f"{shape}: {speed_words(float(r['speedup']), speed_interval(dict(r)))}")
+        if kind.endswith("-decode"):  # per new token with the KV cache, after a prompt of seqlen tokens
+            shape = f"decode, {int(r['tokens'])} new tokens after a {int(seqlen)}-token prompt"
+        else:
+            shape += f" × {int(seqlen)} tokens" if math.isfinite(seqlen) else f" ({int(r['tokens'])} tokens)"
+        run = str(r.get("run", "") or "")
+        label = f"{run}, {shape}" if run and run != "nan" else shape  # which smaller model, when several
+        out.append(f"{label}: {speed_words(float(r['speedup']), speed_interval(dict(r)))}")
     return out
 
 
@@ -817,8 +822,10 @@ def threshold_sentence(medians: dict[str, float], factor: float = 2.0) -> str:
         return (
             head + ", so a threshold is a property of each model and cannot be carried from one to another."
         )
+    if num(medians[hi]) == num(medians[lo]):
+        return head + ", so on these models scale alone does not rule out a shared threshold."
     return (
-        head + f": within {factor:.0f}× of each other, so on these models scale alone does not rule out a "
+        head + f", within {factor:.0f}× of each other, so on these models scale alone does not rule out a "
         "shared threshold."
     )
 
@@ -910,18 +917,22 @@ def calibrated_count(results: list[ModelResults], target: float = 0.5) -> tuple[
     return alone, tied, cases
 
 
-def calibrated_sentence(alone: int, tied: int, cases: int) -> str:
+def calibrated_sentence(alone: int, tied: int, cases: int,
+                        ran: tuple[str, ...] = ("Wanda", "SparseGPT")) -> str:
     """Whether a calibrated method leads on KL at 50%, in words that read right for any count (never
-    "0 of 1")."""
+    "0 of 1"); `ran` names the calibrated methods these results hold."""
     if not cases:
         return ""
-    who = "A calibrated method (Wanda or SparseGPT)"
+    names = " or ".join(ran)
+    who = f"A calibrated method ({names})" if len(ran) > 1 else ran[0]
     models = "the one model ranked" if cases == 1 else f"all {cases} models ranked"
     if alone == cases:
         return f"{who} leads on KL clear of the others in {models}."
     if alone == 0 and tied == 0:
         where = "the one model ranked" if cases == 1 else f"any of the {cases} models ranked"
-        return f"No calibrated method (Wanda or SparseGPT) leads on KL in {where}; another method does."
+        if len(ran) == 1:
+            return f"{ran[0]} does not lead on KL in {where}; another method does."
+        return f"No calibrated method ({names}) leads on KL in {where}; another method does."
     parts = [f"clear of the others in {alone} of {cases} models" if alone else ""]
     parts.append(f"tied with another method (intervals overlap) in {tied} of {cases}" if tied else "")
     return f"{who} leads on KL " + " and ".join(p for p in parts if p) + "."
@@ -999,13 +1010,21 @@ def usable_sentence(model: str, quality: pd.DataFrame, target: float = 0.5, fact
     rows = [r for r in quality_rows(quality, "wer", target) if r["target_sparsity"] == target]
     if not rows:
         return ""
-    usable = [r for r in rows if float(r["value"]) <= factor * max(dense, 0.01)]
+    limit = factor * max(dense, 0.01)
+    usable = [r for r in rows if float(r["value"]) <= limit]
     best = min(rows, key=lambda r: float(r["value"]))
     head = (f"{num(best['value'])} WER at best for {model} at {target:.0%} ({best['method']}) against "
             f"{num(dense)} dense")
     if not usable:
+        # 'not usable' only where the whole interval lies above the limit; otherwise too few words to tell
+        open_ = [r for r in rows if (interval(r) or (float(r["value"]),) * 2)[0] <= limit]
+        if open_:
+            names = join([f"{r['method']}{' ' + r['nm'] if r['nm'] else ''}" for r in open_])
+            words = plural((counts(best) or (0, 0))[1], "word")
+            return (f"{head}: no method is within {factor:.0f}× dense WER ({num(limit)}), but the interval "
+                    f"of {names} reaches below it: {words} scored cannot tell whether it stays usable.")
         return (f"{head}: no method keeps {model} usable at {target:.0%} (usable: WER at most {factor:.0f}× "
-                "dense).")
+                "dense, which no run's interval reaches).")
     names = join([f"{r['method']}{' ' + r['nm'] if r['nm'] else ''}" for r in usable])
     return (
         f"{head}: {names} keep{'s' if len(usable) == 1 else ''} {model} usable (WER at most {factor:.0f}× "

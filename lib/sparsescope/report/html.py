@@ -84,7 +84,7 @@ def table_html(df: pd.DataFrame, wide: bool = False, breakable_columns: tuple[st
         flat.insert(0, "", list(df.index))
         keys = 1
     grouped = isinstance(df.index, pd.MultiIndex) and df.index.nlevels > 1
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in flat.columns)
+    head = "".join(f"<th>{html.escape(unbroken_ranges(str(c)))}</th>" for c in flat.columns)
     groups: list[list[str]] = []
     previous = None
     for values in flat.itertuples(index=False):
@@ -107,13 +107,15 @@ def table_html(df: pd.DataFrame, wide: bool = False, breakable_columns: tuple[st
     return f'<table class="{classes}"><thead><tr>{head}</tr></thead>{body}</table>'
 
 
+ABS_BARS = re.compile(r"\|([^|\s]{1,12})\|")
 RANGE_DASH = re.compile(r"(?<=[\d%×])–(?=[\d−-])")
 
 
 def unbroken_ranges(text: str) -> str:
     """'0.0787–0.0799' kept on one line: word joiners around a range's dash, where a line may otherwise
     break (after an en dash), so an interval never wraps mid-value; a space before '[' still may."""
-    return RANGE_DASH.sub("\u2060–\u2060", text)
+    text = RANGE_DASH.sub("\u2060–\u2060", text)
+    return ABS_BARS.sub(lambda m: "|\u2060" + m.group(1) + "\u2060|", text)  # '|w|' never splits at a bar
 
 
 def inline(text: str) -> str:

@@ -173,6 +173,7 @@ def cdf_figure(groups: dict[str, Accumulator], title: str, styles: dict[str, dic
     _log_axes(ax, "weights with |w| below x (%)", title)
     _cdf_xlim(ax, groups.values())
     ax.set_ylim(0, 100)
+    ax.axhline(50, color="0.4", lw=0.8, ls=":", zorder=0)  # where a 50% magnitude threshold sits
     ax.legend(ncol=2 if len(groups) > 4 else 1)
     fig.tight_layout()
     return fig
@@ -281,8 +282,7 @@ def layer_sparsity_heatmap(per_tensor, title: str, target: float | None = None):
             annot=cells <= 100 and grid.shape[1] <= 10,
             fmt=".0f",
             annot_kws={"fontsize": 7},
-            cbar_kws={"label": "weights zeroed (%)" + ("" if target is None else
-                                                      f"; white = target {target:.0%}"), "pad": 0.02},
+            cbar_kws={"label": "weights zeroed (%)" if len(stacks) == 1 else "zeroed (%)", "pad": 0.02},
         )
         crowded = grid.shape[1] > 7  # T5's eleven roles: labels upright would run together
         ax.set_xticklabels([role_label(c) for c in grid.columns], rotation=45 if crowded else 0,
@@ -290,7 +290,7 @@ def layer_sparsity_heatmap(per_tensor, title: str, target: float | None = None):
         step = 1 if len(grid) <= 16 else 2 if len(grid) <= 32 else 4
         ax.set_yticks(np.arange(0, len(grid), step) + 0.5, [str(b) for b in grid.index[::step]], rotation=0)
         ax.set(title=f"{stack} blocks", xlabel="matrix within the block", ylabel="block index")
-    fig.suptitle(title, wrap=True)
+    fig.suptitle(title + ("" if target is None else f" (white = the target, {target:.0%})"), wrap=True)
     fig.tight_layout()
     return fig
 

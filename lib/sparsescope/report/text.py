@@ -234,10 +234,11 @@ class Report:
             {d for m in self.models if len(m.runtime) and "device" in m.runtime for d in m.runtime["device"]}
         )
         text = (
-            f"# Weight sparsity in transformers\n\n{plural(len(self.models), 'model')} "
-            f"({join([f'{m.name} ({m.family})' for m in self.models])}), {millions(total)} weights in all, "
-            f"pruned one-shot by {plural(len(methods), 'method')} and measured for size, speed "
-            f"({'on ' + join(devices) if devices else 'not measured'}) and quality. Every number below comes "
+            f"# Weight sparsity in transformers\n\n{plural(len(self.models), 'model')}: "
+            f"{'; '.join(f'{m.name}, {m.family}' for m in self.models)}. {millions(total)} weights in all, "
+            f"pruned one-shot by {plural(len(methods), 'method')} and measured for size, quality and speed "
+            f"({join(devices).replace(' (', ', ').replace(')', '') if devices else 'speed not measured'}). "
+            "Every number below comes "
             "from the run "
             "that wrote this report; published figures are marked as such with their source."
         )
@@ -301,14 +302,14 @@ class Report:
             for m in self.models:
                 names = F.kl_leaders(m)
                 if names:
-                    leading.setdefault(names[0] if len(names) == 1 else "tied " + " and ".join(names), []
+                    leading.setdefault(names[0] if len(names) == 1 else " and ".join(names) + ", tied,", []
                                        ).append(m.name)
             who = [f"{method} for {f'all {len(ms)} models' if len(ms) == len(best) > 1 else join(ms)}"
                    for method, ms in leading.items()]
-            lead += f"best method per model ({join(who)})"
+            lead += f"best method per model ({'; '.join(who)})"
             if len(gm):
                 lead += f", against {F.span(gm['value'].min(), gm['value'].max())} for global magnitude"
-            lead += ". " + F.calibrated_sentence(alone, tied, cases)
+            lead += ". " + F.calibrated_sentence(alone, tied, cases, self.calibrated_ran())
             out.append(lead)
         collapses = [(m, F.layer_collapse(m.per_matrix)) for m in self.models]
         collapses = [(m, c) for m, c in collapses if len(c)]
@@ -353,6 +354,12 @@ class Report:
                 out.append("**" + usable.replace(" WER", " WER**", 1))
                 break
         return out[:6]
+
+    def calibrated_ran(self) -> tuple[str, ...]:
+        """Wanda / SparseGPT as named in prose, those of them these results hold."""
+        ran = {x for m in self.models if len(m.pruning) for x in m.pruning["method"]}
+        named = (("wanda", "Wanda"), ("sparsegpt", "SparseGPT"))
+        return tuple(name for key, name in named if key in ran) or ("Wanda", "SparseGPT")
 
     def casting_cases(self) -> list[tuple[str, dict[str, int], float, float | None]]:
         """(model, its computed casts, dense file bytes, 50% checkpoint bytes) for every model with sizes."""
@@ -492,6 +499,7 @@ class Report:
             "n_clips": budget.get("n_clips") if {"token_loss", "wer"} & self.metrics else None,
             "calibration": calibration,
             "calibration_differs": len(counts) > 1,
+            "calibrated": " and ".join(self.calibrated_ran()),
         }
 
     # ---------------------------------------------------------------------------- structure
@@ -567,7 +575,7 @@ class Report:
                     ),
                     "Cumulative distribution of the prunable |w| of every model on one axis: where a 50% "
                     "magnitude threshold "
-                    "falls is where each curve crosses 50%." + self.q4_note(),
+                    "falls is where each curve crosses the dotted 50% line." + self.q4_note(),
                     "Cumulative distributions of prunable weight magnitudes, one curve per model.",
                 ),
             )
@@ -678,7 +686,7 @@ class Report:
                         "zeroed": pct(r.zeroed),
                         "weights left": f"{r.kept:,} of {r.n:,}",
                         f"matrices ≥ {F.COLLAPSED:.0%} zero": f"{r.collapsed} of {r.matrices}",
-                        "least-pruned matrix": pct(r.least),
+                        "least-pruned matrix, zeroed": pct(r.least),
                     }
                 )
         parts.append(
@@ -795,19 +803,20 @@ class Report:
         if not zero_cols:
             return out
         col = zero_cols[0]
-        for model, t in table.groupby(level="model"):
-            t = t.droplevel("model")[col].dropna()
+        at = col.removeprefix("zeroed at ")
+        alike: dict[str, list[str]] = {}  # models whose every role loses the same share, said once
+        for model in dict.fromkeys(table.index.get_level_values("model")):  # the report's model order
+            t = table.xs(model, level="model")[col].dropna()
             if len(t) < 2:
                 continue
             hi, lo = t.idxmax(), t.idxmin()
             if pct(t[hi]) == pct(t[lo]):
-                out.append(f"{model}: global magnitude at {col.removeprefix('zeroed at ')} zeroes "
-                           f"{pct(t[hi])} of the matrices of every role alike.")
+                alike.setdefault(pct(t[hi]), []).append(model)
                 continue
-            out.append(
-                f"{model}: global magnitude at {col.removeprefix('zeroed at ')} zeroes {pct(t[hi])} of the "
-                f"{hi} matrices but {pct(t[lo])} of the {lo} matrices."
-            )
+            out.append(f"{model}: global magnitude at {at} zeroes {pct(t[hi])} of the weights of the {hi} "
+                       f"matrices but {pct(t[lo])} of the {lo} matrices.")
+        out += [f"{join(models)}: global magnitude at {at} zeroes {share} of the weights of every role alike."
+                for share, models in alike.items()]
         return out
 
     def run_costs(self) -> Parts:
@@ -997,8 +1006,8 @@ class Report:
                     "html",
                     self.n.figure(
                         quality_overview_figure(points, self.published_points()),
-                        "Every model and method on shared log axes: KL from dense (left) and the model's own "
-                        "metric as "
+                        "Every model and method against sparsity, on shared log y-axes: KL from dense (left) "
+                        "and the model's own metric as "
                         "quality kept relative to dense (right; perplexity: dense/pruned; a loss in nats: "
                         "exp(dense − "
                         "pruned); an accuracy: pruned/dense). Hollow: N:M. Grey open markers: published "
@@ -1027,8 +1036,8 @@ class Report:
                     pub.set_index(["model", "setting"]),
                     "Published one-shot results, for scale only: WikiText-2 perplexity.",
                     note=" ".join(f"{k} {v}." for k, v in SOURCES.items())
-                    + f" Measured on another corpus and context length "
-                    f"({PUBLISHED_SETTING}) than this suite's; compare the ratios to dense, not the "
+                    + f" Measured on a different corpus and context length from this suite's "
+                    f"({PUBLISHED_SETTING}); compare the ratios to dense, not the "
                     "perplexities.",
                 ),
             )
@@ -1081,8 +1090,9 @@ class Report:
                 "html",
                 self.n.table(
                     self.quality_table(q),
-                    f"{m.name}: quality of every run (95% intervals in "
-                    "brackets where recorded; accuracies as counts).",
+                    f"{m.name}: quality of every run (95% intervals in brackets where recorded"
+                    + ("; accuracies as counts k/n" if set(q["metric"]) & set(F.ACCURACY) else "")
+                    + ("; WER as word errors / words" if "wer" in set(q["metric"]) else "") + ").",
                     wide=True,
                     note=caveat(m),
                 ),
@@ -1245,7 +1255,8 @@ class Report:
         for model, g in half.groupby("model", sort=False) if len(half) else []:
             lo, hi = g.loc[g["value"].idxmin()], g.loc[g["value"].idxmax()]
             moves.append(
-                f"{model} {num(lo['value'])} for every method" if num(lo["value"]) == num(hi["value"]) else
+                f"{model} {num(lo['value'])} for every unstructured method"
+                if num(lo["value"]) == num(hi["value"]) else
                 f"{model} {num(lo['value'])} ({lo['method']}) to {num(hi['value'])} ({hi['method']})"
             )
         collapses = [(m, F.layer_collapse(m.per_matrix)) for m in self.models if len(m.per_matrix)]
@@ -1293,7 +1304,7 @@ class Report:
             "moves": moves,
             "collapse": collapse,
             "iterative": len(iterative),
-            "calibrated": after_colon(F.calibrated_sentence(alone, tied, cases)),
+            "calibrated": after_colon(F.calibrated_sentence(alone, tied, cases, self.calibrated_ran())),
             "resaved": share_range(resaved) if resaved else "",
             "half_share": share_range(half_share) if half_share else "",
             "cast_share": share_range(cast_share) if cast_share else "",
