@@ -499,6 +499,9 @@ def _index_panel(ax, sizes_by_model: dict[str, pd.DataFrame]) -> None:
         if bits.isna().all():  # older size.csv: no index column, nothing honest to plot here
             continue
         for method, runs in sizes.assign(bits=bits).groupby("method", sort=False):
+            runs = runs[runs["bits"].notna()]  # structured runs have no index: no point, no legend entry
+            if not len(runs):
+                continue
             label = method if method not in seen else None
             seen.add(method)
             ax.plot(

@@ -317,9 +317,8 @@ class Report:
             m, c = max(collapses, key=lambda mc: (mc[1]["zeroed"].max(), mc[1]["collapsed"].max()))
             if c["zeroed"].max() >= 0.9:
                 out.append("**" + F.collapse_sentence(m.name, c).replace(" of `", "** of `", 1))
-        said = F.casting_sentences(self.casting_cases())
-        if said:  # the verdict most models share
-            out.append("**" + said[0].replace(" of the dense", "** of the dense", 1))
+        for sentence in F.casting_sentences(self.casting_cases()):  # one per verdict, the commonest first
+            out.append("**" + sentence.replace(" of the dense", "** of the dense", 1))
         verdicts = []
         for m in self.models:
             rows = F.rows_of(m.runtime, "dense-kernels")
@@ -863,7 +862,7 @@ class Report:
             dense = float(m.pruning["dense_bytes"].iloc[0])
             data[m.name] = (m.sizes, base, dense)
             dtype = ", ".join(sorted(m.dist.tensors["dtype"].unique()))
-            col = {f"dense ({dtype}, file)": dense, **{f"{k} cast (computed)": v for k, v in base.items()}}
+            col = {"dense file": dense, **{f"{k} cast (computed)": v for k, v in base.items()}}
             s = m.sizes
             for _, r in s.sort_values("achieved_sparsity").iterrows():
                 if (
@@ -874,7 +873,9 @@ class Report:
                 ):
                     label = r["nm"] if r["nm"] else f"{float(r['target_sparsity']):.0%}"
                     col[f"compressed, {label} sparse"] = float(r["saved_bytes"])
-            rows[m.name] = {k: f"{megabytes(v)} ({pct(v / dense)})" for k, v in col.items()}
+            # one row per kind of file; the dense file's dtype in its own row, not in the row's name
+            rows[m.name] = {"dense stored as": dtype, **{k: f"{megabytes(v)} ({pct(v / dense)})"
+                                                          for k, v in col.items()}}
             excluded = F._json(m.dist.out_dir / "manifest.json").get("excluded", {})
             buffers = excluded.get("buffers (not weights)", [])
             sentences.append(F.beside_weights(m.dist.tensors, dense, buffers, m.name))
@@ -899,11 +900,10 @@ class Report:
                     + (" (older results without the index column are left out)" if any(
                         F.column(s, "index_bits_per_weight").isna().all() for s, _, _ in data.values())
                        else "")
-                    + ". Right: "
-                    "each compressed "
-                    "checkpoint as a share of its dense file, colour by model, beside the same model cast to "
-                    "fp16, int8 and "
-                    "4-bit (computed from the parameter counts, not files written).",
+                    + ". Right: each compressed checkpoint as a share of its own dense file (whose dtype "
+                    "Table " + str(self.n.tables + 1) + " gives), beside the same model cast to fp16, int8 "
+                    "and 4-bit (computed from the parameter counts, not files written). Colour: model; "
+                    "marker: method.",
                     "Scatter plots: index bits per weight against sparsity with the entropy bound; "
                     "checkpoint size as percent "
                     "of dense against sparsity for every model, with horizontal lines for fp16, int8 and "
@@ -967,8 +967,13 @@ class Report:
                 else None,
                 "interleaved": bool("interleaved" in rt and (rt["interleaved"] != "").any()),
             }
-            settings.append(facts)
-            parts.append(("md", render("runtime", **facts)))
+            settings.append((m, rt, facts))
+        # the measuring setup, said once when every model shares it, else under each model
+        shared = len({(f["device"], f["repeats"], f["interleaved"]) for _, _, f in settings}) == 1
+        if shared and settings:
+            parts[0] = ("md", parts[0][1] + "\n\n" + render("runtime_setting", **settings[0][2]))
+        for m, rt, facts in settings:
+            parts.append(("md", render("runtime", **facts, setting_said=shared)))
             parts.append(
                 (
                     "html",
