@@ -172,6 +172,10 @@ def test_small_model_against_the_papers_smallest_both_ways():
                                                      ("sparsegpt", 0.5, "", "perplexity", ppl)])
     assert "loses more than" in F.scale_sentence([M(40.0)], PUBLISHED)      # 2.0× against 1.33×
     assert "loses less than" in F.scale_sentence([M(21.0)], PUBLISHED)      # 1.05×
+    wide = M(40.0)                                                           # 2.0×, but its interval ...
+    wide.quality = wide.quality.assign(ci_lo=[19.0, 22.0], ci_hi=[21.0, 44.0])  # ... 1.10-2.2× holds 1.33×
+    said = F.scale_sentence([wide], PUBLISHED)
+    assert "about as much as" in said and "[1.10×, 2.20×]" in said
 
 
 def test_calibrated_methods_lead_only_where_separable():

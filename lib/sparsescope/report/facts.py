@@ -721,8 +721,9 @@ def not_measured(runtime: pd.DataFrame, pruning: pd.DataFrame | None = None) -> 
     return lines
 
 
-def e2e_words(runtime: pd.DataFrame, kind: str) -> list[str]:
-    """Each end-to-end row as words: batch, tokens per batch, sequence length, verdict."""
+def e2e_words(runtime: pd.DataFrame, kind: str, unit: str = "tokens") -> list[str]:
+    """Each end-to-end row as words: batch, tokens per batch, sequence length, verdict (`unit`: what a
+    sequence is made of, e.g. log-mel frames for a speech model)."""
     out = []
     for _, r in rows_of(runtime, kind).iterrows():
         batch = column(pd.DataFrame([r]), "batch").iloc[0]
@@ -731,7 +732,7 @@ def e2e_words(runtime: pd.DataFrame, kind: str) -> list[str]:
         if kind.endswith("-decode"):  # per new token with the KV cache, after a prompt of seqlen tokens
             shape = f"decode, {int(r['tokens'])} new tokens after a {int(seqlen)}-token prompt"
         else:
-            shape += f" × {int(seqlen)} tokens" if math.isfinite(seqlen) else f" ({int(r['tokens'])} tokens)"
+            shape += f" × {int(seqlen)} {unit}" if math.isfinite(seqlen) else f" ({int(r['tokens'])} {unit})"
         run = str(r.get("run", "") or "")
         label = f"{run}, {shape}" if run and run != "nan" else shape  # which smaller model, when several
         out.append(f"{label}: {speed_words(float(r['speedup']), speed_interval(dict(r)))}")
@@ -952,16 +953,25 @@ def scale_sentence(results: list[ModelResults], published: pd.DataFrame) -> str:
             continue
         mine = float(ours[0]["value"]) / dense
         theirs = float(ref["perplexity"].iloc[0]) / float(dense_ref["perplexity"].iloc[0])
-        how = (
-            "more" if mine > theirs * (1 + TIE) else "less" if mine < theirs / (1 + TIE) else "about as much"
-        )
+        span = interval(ours[0])  # the pruned perplexity's interval over the dense value
+        lo, hi = (span[0] / dense, span[1] / dense) if span else (mine / (1 + TIE), mine * (1 + TIE))
+        how = "more than" if lo > theirs else "less than" if hi < theirs else "about as much as"
+        shown = f" [{ratio(lo)}, {ratio(hi)}]" if span else ""
+        origin = model_note(m)
         return (
-            f"{ratio(mine)} dense perplexity for {m.name} under SparseGPT at 50%, against {ratio(theirs)} "
-            "for "
-            f"OPT-125M in the SparseGPT paper: this model loses {how} than the paper's smallest model "
-            "(different corpus and context length; compare the ratios, not the perplexities)."
+            f"{ratio(mine)}{shown} dense perplexity for {m.name} under SparseGPT at 50%, against "
+            f"{ratio(theirs)} for OPT-125M in the SparseGPT paper: this model loses {how} the paper's "
+            "smallest model (different corpus and context length; compare the ratios, not the perplexities"
+            + (f"; and {origin}" if origin else "") + ")."
         )
     return ""
+
+
+def model_note(m: ModelResults) -> str:
+    """What about a model's own weights qualifies any comparison of it (the registry's note), short."""
+    info = m.dist.summary.get("model_info", {}) if getattr(m, "dist", None) is not None else {}
+    return "its weights went through 4-bit (Q4_1) quantisation" if "Q4_1" in (
+        info.get("note", "") + info.get("source", "")) else ""
 
 
 def casting_sentence(

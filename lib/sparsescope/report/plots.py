@@ -571,7 +571,7 @@ def _spread(rows: pd.DataFrame) -> np.ndarray | None:
     return np.vstack([(s - lo).clip(lower=0).fillna(0), (hi - s).clip(lower=0).fillna(0)])
 
 
-def runtime_figure(runtime, title: str, pruning=None):
+def runtime_figure(runtime, title: str, pruning=None, unit: str = "tokens"):
     """Speedup over dense (log, one y-range for every panel): the CSR (solid) and BSR (dashed) kernel sweep,
     one panel per tokens-per-batch, and the whole model end to end. Panels exist only for what was measured;
     what was not is written under the figure. Any subset of rows gives a figure."""
@@ -617,7 +617,7 @@ def runtime_figure(runtime, title: str, pruning=None):
         ax.set(xlabel="sparsity (%)", title=f"{n} token{'s' if n != 1 else ''} per batch")
     if len(whole):
         ax = flat[len(token_counts)]
-        _whole_model_panel(ax, whole)
+        _whole_model_panel(ax, whole, unit)
     for ax in flat[panels:]:
         ax.set_visible(False)
     for ax in flat[:panels]:
@@ -654,7 +654,7 @@ def runtime_figure(runtime, title: str, pruning=None):
     return fig
 
 
-def _whole_model_panel(ax, whole: pd.DataFrame) -> None:
+def _whole_model_panel(ax, whole: pd.DataFrame, unit: str = "tokens") -> None:
     labels = []
     for i, (_, r) in enumerate(whole.iterrows()):
         batch = column(pd.DataFrame([r]), "batch").iloc[0]
@@ -676,13 +676,16 @@ def _whole_model_panel(ax, whole: pd.DataFrame) -> None:
             if span is None
             else [[max(float(r["speedup"]) - span[0], 0)], [max(span[1] - float(r["speedup"]), 0)]]
         )
-        colour = "0.55" if r["kind"].startswith("dense-kernels") else "tab:green"
+        colour = "0.55" if r["kind"].startswith("dense-kernels") else "0.1"  # no colour a shape uses
         ax.errorbar([i], [float(r["speedup"])], yerr=err, fmt="o", color=colour, capsize=2)
-    ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=7)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, ha="center", fontsize=7)  # upright: no overlap
     ax.set_xlim(-0.6, len(labels) - 0.4)
-    seqlen = sorted({int(x) for x in column(whole, "seqlen").dropna()})
-    tokens = f" of {'/'.join(map(str, seqlen))} tokens" if seqlen else ""
-    ax.set_title(f"whole model (b = batch{tokens})")
+    prefill = whole[~whole["kind"].astype(str).str.endswith("-decode")]
+    seqlen = sorted({int(x) for x in column(prefill, "seqlen").dropna()})
+    tokens = f" of {'/'.join(map(str, seqlen))} {unit}" if seqlen else ""
+    decode = "; decode: per new token" if len(prefill) < len(whole) else ""
+    ax.set_title("whole model")  # the key below the labels: a long title runs into the next panel's
+    ax.set_xlabel(f"b = batch{tokens}{decode}", fontsize=7)
 
 
 # ----------------------------------------------------------------------------------------- frontier

@@ -338,11 +338,12 @@ class Report:
                 batches = sorted({int(b) for m in self.models for b in
                                   F.column(F.rows_of(m.runtime, "dense-kernels"), "batch").dropna()})
                 at = (f"at batch {batches[0]}" if len(batches) == 1 else
-                      f"at every batch size measured ({join([str(b) for b in batches])})" if batches else
+                      f"at every batch size measured, {join([str(b) for b in batches])}," if batches else
                       "at the batch sizes measured")  # older runtime.csv files have no batch column
                 out.append(
                     f"**{len(held)} of {len(verdicts)} models** show no measurable change in speed with "
-                    f"dense kernels {at} (95% interval holding 1.0×): zeros cost as much as any weight."
+                    f"dense kernels {at} (95% interval holding 1.0×): no speed-up from the zeros was "
+                    "detected."
                 )
         scale = F.scale_sentence(self.models, PUBLISHED)
         if scale:
@@ -824,8 +825,10 @@ class Report:
             p = m.pruning
             if not len(p):
                 continue
-            rss = F.column(p, "peak_rss_bytes") / 2**30
-            cells = [f"{s:.0f} s, {r:.2f} GB" for s, r in zip(p["seconds"], rss)]
+            rss, anon = F.column(p, "peak_rss_bytes") / 2**30, F.column(p, "peak_anon_bytes") / 2**30
+            # anonymous memory apart: a memory-mapped checkpoint (a pickle is mapped whole) counts in RSS
+            cells = [f"{s:.0f} s, {r:.2f} GB" + (f" ({a:.2f} GB anon.)" if a == a else "")
+                     for s, r, a in zip(p["seconds"], rss, anon)]
             frames.append(
                 pd.DataFrame(
                     {
@@ -845,7 +848,9 @@ class Report:
                 "html",
                 self.n.table(
                     table.fillna("—"),
-                    "Cost of every pruning run: wall time and peak resident memory, on this machine.",
+                    "Cost of every pruning run on this machine: wall time, peak resident memory and in "
+                    "brackets its anonymous part, what the run allocated itself (resident memory also counts "
+                    "the pages of a memory-mapped checkpoint, which the kernel can drop at any time).",
                 ),
             )
         ]
@@ -942,9 +947,13 @@ class Report:
             if not len(rt):
                 parts.append(("md", f"#### {m.name}\n\nNo runtime results were found."))
                 continue
-            e2e = F.e2e_words(rt, "dense-kernels")
-            csr_e2e = F.e2e_words(rt, "sparse-kernels-e2e")
-            structured = F.e2e_words(rt, "structured-prefill") + F.e2e_words(rt, "structured-decode")
+            # a speech model's whole-model input is log-mel frames (Whisper: 3000 for 30 s), not tokens
+            scored = set(m.quality["metric"]) if "metric" in m.quality else set()
+            unit = "log-mel frames" if {"wer", "token_loss"} & scored else "tokens"
+            e2e = F.e2e_words(rt, "dense-kernels", unit)
+            csr_e2e = F.e2e_words(rt, "sparse-kernels-e2e", unit)
+            structured = (F.e2e_words(rt, "structured-prefill", unit)
+                          + F.e2e_words(rt, "structured-decode", unit))
             gpu = F.rows_of(rt, "kernel-2:4")
             facts = {
                 "model": m.name,
@@ -966,6 +975,7 @@ class Report:
                 if F.column(rt, "repeats").notna().any()
                 else None,
                 "interleaved": bool("interleaved" in rt and (rt["interleaved"] != "").any()),
+                "unit": unit,
             }
             settings.append((m, rt, facts))
         # the measuring setup, said once when every model shares it, else under each model
@@ -978,7 +988,8 @@ class Report:
                 (
                     "html",
                     self.n.figure(
-                        runtime_figure(rt, f"{m.name}: speedup over dense on {facts['device']}", m.pruning),
+                        runtime_figure(rt, f"{m.name}: speedup over dense on {facts['device']}", m.pruning,
+                                       facts["unit"]),
                         f"{m.name}: CSR (solid) and BSR (dashed) kernels against dense per matrix shape, one "
                         "panel per tokens "
                         "per batch, and the whole model; one y-range for all panels; bars are 95% intervals "
@@ -1002,7 +1013,8 @@ class Report:
                 "### Quality\n\n"
                 + render("quality_intro", setup=self.setup(), published_setting=PUBLISHED_SETTING,
                          objectives=F.objectives_scored(self.metrics),
-                         units=F.join(F.counted_units(self.metrics))),
+                         units=F.join(F.counted_units(self.metrics)),
+                         encoder="retrieval_top1" in self.metrics),
             )
         ]
         if len(points):
@@ -1160,6 +1172,14 @@ class Report:
                 keep.get("nm", pd.Series("", index=keep.index)).fillna(""),
             )
         ]
+        if clip and "reference" in keep:  # each clip's reference once, then what every run heard
+            rows = []
+            for c, group in keep.assign(run=label).groupby(clip, sort=True):
+                rows.append({"clip": c, "run": "reference (what was spoken)",
+                             "text": str(group["reference"].iloc[0])[:160]})
+                rows += [{"clip": c, "run": r, "text": str(h)[:160]}
+                         for r, h in zip(group["run"], group[text])]
+            return pd.DataFrame(rows).set_index(["clip", "run"])
         cols = {"run": label}
         if clip:
             cols["clip"] = keep[clip].values
