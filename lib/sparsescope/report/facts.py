@@ -581,9 +581,15 @@ def layer_collapse(per_matrix: pd.DataFrame, method: str = "global_magnitude") -
     return pd.DataFrame(rows)
 
 
+def worst_collapse(found: list[tuple]) -> tuple:
+    """The (model, layer-collapse table) pair whose matrix is zeroed most at any target; more matrices
+    collapsed break a tie."""
+    return max(found, key=lambda nc: (nc[1]["zeroed"].max(), nc[1]["collapsed"].max()))
+
+
 def most_pruned(found: list[tuple[str, pd.DataFrame]]) -> tuple[str, pd.Series]:
     """(model, layer-collapse row) of the matrix zeroed most at any target of any model."""
-    name, c = max(found, key=lambda nc: nc[1]["zeroed"].max())
+    name, c = worst_collapse(found)
     return name, c.loc[c["zeroed"].idxmax()]
 
 
@@ -594,9 +600,8 @@ def near_collapse(found: list[tuple[str, pd.DataFrame]], near: float = 0.9) -> b
 def collapse_overview(found: list[tuple[str, pd.DataFrame]]) -> str:
     """Where no matrix comes near collapse, that in one sentence with the most-pruned matrix, instead of
     calling a matrix at 50.1% 'the extreme case'; otherwise the worst model's collapse sentence."""
-    if near_collapse(found):  # the model whose matrix is zeroed most, at whichever target
-        name, c = max(found, key=lambda nc: (nc[1]["zeroed"].max(), nc[1]["collapsed"].max()))
-        return "The extreme case: " + collapse_sentence(name, c)
+    if near_collapse(found):
+        return "The extreme case: " + collapse_sentence(*worst_collapse(found))
     name, r = most_pruned(found)
     return (
         f"No matrix comes near collapse at these targets: the most-pruned, `{r['matrix']}` of {name} at "
@@ -608,7 +613,7 @@ def collapse_overview(found: list[tuple[str, pd.DataFrame]]) -> str:
 def collapse_lead(found: list[tuple[str, pd.DataFrame]]) -> str:
     """Challenges' answer on layer collapse, over every model: collapse is claimed only where some matrix
     is (nearly) emptied; where none comes near, the short form (the full one stands under Layer collapse)."""
-    name, c = max(found, key=lambda nc: (nc[1]["zeroed"].max(), nc[1]["collapsed"].max()))
+    name, c = worst_collapse(found)
     if c["zeroed"].max() >= COLLAPSED:
         return "Global magnitude can all but remove whole matrices: " + collapse_sentence(name, c)
     if near_collapse(found):

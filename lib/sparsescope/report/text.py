@@ -314,8 +314,8 @@ class Report:
         collapses = [(m, F.layer_collapse(m.per_matrix)) for m in self.models]
         collapses = [(m, c) for m, c in collapses if len(c)]
         if collapses:  # the model that empties a matrix the most, at whichever target
-            m, c = max(collapses, key=lambda mc: (mc[1]["zeroed"].max(), mc[1]["collapsed"].max()))
-            if c["zeroed"].max() >= 0.9:
+            m, c = F.worst_collapse(collapses)
+            if F.near_collapse([(m.name, c)]):
                 out.append("**" + F.collapse_sentence(m.name, c).replace(" of `", "** of `", 1))
         for sentence in F.casting_sentences(self.casting_cases()):  # one per verdict, the commonest first
             out.append("**" + sentence.replace(" of the dense", "** of the dense", 1))
