@@ -61,8 +61,9 @@ def compare_masks(original: Path, seed_out: Path, ours: Path) -> str:
     """Masks must be identical, except where |w| ties at the threshold: torch's topk breaks such ties in
     an unspecified order, ours in checkpoint order. Both must zero the same number of weights."""
     from sparsescope.storage import read_state_dict
-    from sparsescope.sources.weights import tag
+    from sparsescope.sources.layouts import stored_tagger
     dense, a, b = read_state_dict(original), read_state_dict(seed_out), read_state_dict(ours)
+    tag = stored_tagger(original)
     names = [n for n in b if tag(n, tuple(b[n].shape)).prunable]
     differing, tied_values, zeros_a, zeros_b = 0, set(), 0, 0
     for n in names:

@@ -76,6 +76,95 @@ TINY_CLASSES = {"bert": "BertForMaskedLM", "gpt2": "GPT2LMHeadModel", "t5": "T5F
                 "llama": "LlamaForCausalLM", "whisper": "WhisperForConditionalGeneration"}
 
 
+# ------------------------------------------------------------------ architectures the suite never names
+# Each as a user meets it: written by save_pretrained, with a real tokenizer (SmolLM2's BPE for text
+# generators, MiniLM's WordPiece for encoders). Sizes make every FFN hold over half of the prunable weights
+# (ffn_activation at 30% must fit) and give attention more than one head.
+V = 49152  # SmolLM2's vocabulary
+ANY = {
+    "opt": ("OPTForCausalLM", "OPTConfig", dict(vocab_size=V, hidden_size=32, word_embed_proj_dim=32, num_hidden_layers=2,
+                                                 ffn_dim=128, num_attention_heads=2, max_position_embeddings=512)),
+    "roberta": ("RobertaForMaskedLM", "RobertaConfig", dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                                                             num_attention_heads=2, intermediate_size=128,
+                                                             max_position_embeddings=514)),
+    "distilbert": ("DistilBertForMaskedLM", "DistilBertConfig", dict(vocab_size=30522, dim=32, n_layers=2, n_heads=2,
+                                                                      hidden_dim=128, max_position_embeddings=512)),
+    "electra": ("ElectraForMaskedLM", "ElectraConfig", dict(vocab_size=30522, embedding_size=16, hidden_size=32,
+                                                             num_hidden_layers=2, num_attention_heads=2,
+                                                             intermediate_size=128, max_position_embeddings=512)),
+    "bart": ("BartForConditionalGeneration", "BartConfig", dict(vocab_size=V, d_model=32, encoder_layers=2, decoder_layers=2,
+                                                                 encoder_attention_heads=2, decoder_attention_heads=2,
+                                                                 encoder_ffn_dim=128, decoder_ffn_dim=96,
+                                                                 max_position_embeddings=512)),
+    "t5-relu": ("T5ForConditionalGeneration", "T5Config", dict(vocab_size=V + 100, d_model=32, d_ff=128, d_kv=16, num_layers=2,
+                                                               num_decoder_layers=2, num_heads=2, feed_forward_proj="relu",
+                                                               tie_word_embeddings=False)),
+    "gpt-neox": ("GPTNeoXForCausalLM", "GPTNeoXConfig", dict(vocab_size=V, hidden_size=32, num_hidden_layers=2,
+                                                              num_attention_heads=2, intermediate_size=128,
+                                                              max_position_embeddings=512)),
+    "gptj": ("GPTJForCausalLM", "GPTJConfig", dict(vocab_size=V, n_embd=32, n_layer=2, n_head=2, rotary_dim=8,
+                                                   n_positions=512)),
+    "falcon": ("FalconForCausalLM", "FalconConfig", dict(vocab_size=V, hidden_size=32, num_hidden_layers=2,
+                                                          num_attention_heads=2, new_decoder_architecture=False)),
+    "qwen2": ("Qwen2ForCausalLM", "Qwen2Config", dict(vocab_size=V, hidden_size=32, intermediate_size=96,
+                                                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                                       max_position_embeddings=512, tie_word_embeddings=True)),
+    "mistral": ("MistralForCausalLM", "MistralConfig", dict(vocab_size=V, hidden_size=32, intermediate_size=96,
+                                                             num_hidden_layers=2, num_attention_heads=4,
+                                                             num_key_value_heads=2, head_dim=8, max_position_embeddings=512)),
+    "phi3": ("Phi3ForCausalLM", "Phi3Config", dict(vocab_size=V, hidden_size=32, intermediate_size=96, num_hidden_layers=2,
+                                                    num_attention_heads=4, num_key_value_heads=2,
+                                                    max_position_embeddings=512, pad_token_id=0)),
+    "gemma": ("GemmaForCausalLM", "GemmaConfig", dict(vocab_size=V, hidden_size=32, intermediate_size=96, num_hidden_layers=2,
+                                                       num_attention_heads=4, num_key_value_heads=1, head_dim=8,
+                                                       max_position_embeddings=512)),
+}
+ANY_DTYPE = {"qwen2": torch.bfloat16}   # Qwen2 ships in bfloat16
+ENCODER_TOKENIZER = ("roberta", "distilbert", "electra")
+
+
+def build_any(name: str):
+    import transformers
+    model_class, config_class, kwargs = ANY[name]
+    torch.manual_seed(0)
+    model = getattr(transformers, model_class)(getattr(transformers, config_class)(**kwargs)).eval()
+    return model.to(ANY_DTYPE.get(name, torch.float32))
+
+
+@pytest.fixture(scope="session")
+def any_models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random checkpoints of architectures the suite never names, as save_pretrained writes them."""
+    root = tmp_path_factory.mktemp("any")
+    out = {}
+    for name in ANY:
+        build_any(name).save_pretrained(root / name)
+        if name in ENCODER_TOKENIZER:
+            copy_processor_files("minilm-l6", root / name)
+        elif name == "t5-relu":
+            add_t5_sentinels(model_folder_of("smollm2-135m"), root / name)
+        else:
+            copy_processor_files("smollm2-135m", root / name)
+        out[name] = root / name
+    return out
+
+
+def model_folder_of(packaged: str) -> Path:
+    from sparsescope import model_folder
+    return model_folder(packaged)
+
+
+def linear_weights_in_blocks(model) -> set[str]:
+    """Oracle by module type, not by name and not by the suite's anatomy: the weights of Linear/Conv1D layers
+    inside a ModuleList (the container of transformer blocks in every architecture here)."""
+    from transformers.pytorch_utils import Conv1D
+    in_lists = set()
+    for list_name, container in model.named_modules():
+        if isinstance(container, torch.nn.ModuleList):
+            in_lists |= {f"{list_name}.{name}" for name, _ in container.named_modules() if name}
+    return {f"{name}.weight" for name, module in model.named_modules()
+            if isinstance(module, (torch.nn.Linear, Conv1D)) and name in in_lists}
+
+
 
 # ------------------------------------------------------------------------------ the seed repos' hub layouts
 def _bench_module(name: str):

@@ -242,18 +242,6 @@ def test_report_crossovers_are_recomputed_from_the_kernel_rows_with_their_interv
     assert not F.crossovers_measured(F.crossovers_of(older, saved))
 
 
-def test_matrix_roles_in_every_layout():
-    cases = {"model.layers.3.self_attn.v_proj.weight": "v", "model.layers.3.mlp.gate_proj.weight": "gate",
-             "model.layers.3.mlp.down_proj.weight": "down", "encoder.layer.0.attention.self.query.weight": "q",
-             "encoder.layer.0.attention.output.dense.weight": "o", "encoder.layer.0.intermediate.dense.weight": "up",
-             "encoder.layer.0.output.dense.weight": "down", "transformer.h.0.attn.c_attn.weight": "qkv",
-             "transformer.h.0.attn.c_proj.weight": "o", "transformer.h.0.mlp.c_proj.weight": "down",
-             "model.decoder.layers.1.encoder_attn.k_proj.weight": "cross k", "model.encoder.layers.0.fc1.weight": "up",
-             "decoder.block.1.layer.1.EncDecAttention.o.weight": "cross o",
-             "decoder.block.1.layer.2.DenseReluDense.wi_0.weight": "gate"}
-    assert {name: F.matrix_role(name) for name in cases} == cases
-
-
 def test_numbers_read_as_people_write_them():
     assert F.num(105714.18) == "105,714" and F.num(22029571.7) == "22.0 M" and "e+" not in F.num(1.057e5)
     assert F.pct(0.99995479) == "99.995%" and F.pct(0.979) == "97.9%"

@@ -16,7 +16,8 @@ from conftest import HAVE_SPM, hand_counts, hub_layouts, snapshot
 from sparsescope import SparsescopeError, export_dense, load_pruned
 from sparsescope.analysis.distribution import analyze_model
 from sparsescope.pruning.calibration import calibration_budget
-from sparsescope.pruning.layers import LinearView, is_linear
+from sparsescope.pruning.layers import LinearView
+from sparsescope.sources.anatomy import is_linear
 from sparsescope.pruning.runs import PruneSpec, prune_model, prune_runs
 from sparsescope.sources.registry import load_model
 

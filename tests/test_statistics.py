@@ -5,7 +5,8 @@ import torch
 
 from sparsescope.analysis.statistics import (KEY_EDGES, QUANTILES, THRESHOLDS, Accumulator, TensorScanner, analyze_folder,
                                              cdf, log10_histogram)
-from sparsescope.sources.weights import iter_tensors, tag
+from sparsescope.sources.layouts import stored_tagger
+from sparsescope.sources.weights import iter_tensors
 
 
 def numpy_outliers(w) -> int:
@@ -181,6 +182,7 @@ def test_half_precision_tensors_are_counted_exactly():
 @pytest.mark.parametrize("arch", ["bert", "gpt2", "t5", "llama", "whisper"])
 def test_model_histograms_match_numpy(arch, tiny_models):
     stats = analyze_folder(tiny_models[arch], progress=False)
+    tag = stored_tagger(tiny_models[arch])
     weights = [(n, w) for n, w in iter_tensors(tiny_models[arch])
                if tag(n, tuple(w.shape), floating=w.is_floating_point()).component != "buffer"]
     every = np.concatenate([w.float().abs().reshape(-1).numpy() for _, w in weights])

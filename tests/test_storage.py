@@ -202,7 +202,9 @@ def rice_code(positions: np.ndarray, k: int) -> np.ndarray:
 def write_v1(src: Path, dst: Path, sparsity: float) -> dict[str, torch.Tensor]:
     """A v1 compressed checkpoint of a tiny GPT-2, written by hand from the v1 description: the block
     matrices pruned at random, alternately bitmask- and Rice-coded. Returns the expected weights."""
-    from sparsescope.sources.weights import iter_tensors, tag
+    from sparsescope.sources.layouts import stored_tagger
+    from sparsescope.sources.weights import iter_tensors
+    tag = stored_tagger(src)
     dst.mkdir()
     tensors, described, expected = {}, {}, {}
     generator = torch.Generator().manual_seed(0)

@@ -1,4 +1,4 @@
-"""Streaming reads and tagging across BERT, GPT-2, T5, Llama and Whisper naming."""
+"""Streaming reads, and tags (through the layout onto the anatomy) across BERT, GPT-2, T5, Llama and Whisper."""
 import json
 import struct
 import subprocess
@@ -7,49 +7,47 @@ import sys
 import pytest
 import torch
 from safetensors.torch import save_file
-from transformers.pytorch_utils import Conv1D
 
 from sparsescope import SparsescopeError
-from sparsescope.sources.weights import iter_tensors, list_tensors, tag
-
-def linear_weights_in_blocks(model) -> set[str]:
-    """Oracle by module type, not by name: the 2-D weights of Linear/Conv1D layers inside a ModuleList
-    (the container of transformer blocks in every architecture here)."""
-    in_lists = set()
-    for list_name, container in model.named_modules():
-        if isinstance(container, torch.nn.ModuleList):
-            in_lists |= {f"{list_name}.{name}" for name, _ in container.named_modules() if name}
-    return {f"{name}.weight" for name, module in model.named_modules()
-            if isinstance(module, (torch.nn.Linear, Conv1D)) and name in in_lists}
-
+from conftest import linear_weights_in_blocks
+from sparsescope.sources.layouts import stored_tagger
+from sparsescope.sources.weights import iter_tensors, list_tensors
 
 @pytest.mark.parametrize("arch", ["bert", "gpt2", "t5", "llama", "whisper"])
 def test_prunable_tags_match_module_types(arch, tiny_models, tiny_modules):
     stored = {name: shape for name, _, shape in list_tensors(tiny_models[arch])}
+    tag = stored_tagger(tiny_models[arch])
     prunable = {n for n, shape in stored.items() if tag(n, shape).prunable}
     expected = linear_weights_in_blocks(tiny_modules[arch]) & set(stored)
     assert prunable == expected
     assert prunable, "every architecture has prunable matrices"
 
 
-def test_tags_of_known_names():
-    assert tag("transformer.wte.weight", (50257, 1600)).component == "embedding"
-    assert not tag("lm_head.weight", (50257, 1600)).prunable
-    t = tag("transformer.h.7.attn.c_attn.weight", (1600, 4800), "decoder-only")
-    assert (t.stack, t.block, t.component, t.prunable) == ("decoder", 7, "attention", True)
-    assert tag("transformer.h.7.attn.bias", (1, 1, 64, 64)).component == "buffer"
-    t = tag("decoder.block.3.layer.1.EncDecAttention.q.weight", (2048, 2048))
-    assert (t.stack, t.block, t.component, t.prunable) == ("decoder", 3, "attention", True)
-    t = tag("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", (32, 32))
+def test_tags_of_known_names(tiny_models):
+    gpt2, t5, whisper, bert = (stored_tagger(tiny_models[a], f) for a, f in (
+        ("gpt2", "decoder-only"), ("t5", "encoder-decoder"), ("whisper", "encoder-decoder"), ("bert", "encoder-only")))
+    assert gpt2("transformer.wte.weight", (49152, 32)).component == "embedding"
+    t = gpt2("transformer.h.2.attn.c_attn.weight", (32, 96))
+    assert (t.stack, t.block, t.component, t.prunable, t.role) == ("decoder", 2, "attention", True, "qkv")
+    assert gpt2("transformer.h.2.mlp.c_proj.weight", (128, 32)).role == "down"
+    assert gpt2("transformer.h.1.attn.bias", (1, 1, 64, 64), floating=False).component == "buffer"
+    t = t5("decoder.block.1.layer.1.EncDecAttention.q.weight", (32, 32))
+    assert (t.stack, t.block, t.component, t.prunable, t.role) == ("decoder", 1, "attention", True, "cross q")
+    t = t5("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", (32, 2))
     assert (t.component, t.prunable) == ("position", False)
-    assert tag("encoder.block.2.layer.1.DenseReluDense.wi_1.weight", (5120, 2048)).component == "mlp"
-    assert tag("model.encoder.conv1.weight", (384, 80, 3)).component == "conv"
-    t = tag("model.decoder.layers.1.encoder_attn_layer_norm.weight", (384,))
-    assert (t.stack, t.component) == ("decoder", "norm")
-    assert tag("cls.predictions.decoder.weight", (30522, 1024), "encoder-only").stack == "encoder"
-    assert tag("bert.encoder.layer.23.output.dense.weight", (1024, 4096)).component == "mlp"
-    assert tag("bert.encoder.layer.23.attention.output.dense.weight", (1024, 1024)).component == "attention"
-    assert tag("model.layers.5.mlp.down_proj.weight", (576, 1536)).prunable
+    t = t5("encoder.block.1.layer.1.DenseReluDense.wi_1.weight", (64, 32))
+    assert (t.component, t.role) == ("mlp", "up")
+    assert t5("encoder.block.1.layer.1.DenseReluDense.wi_0.weight", (64, 32)).role == "gate"
+    assert whisper("model.encoder.conv1.weight", (32, 80, 3)).component == "conv"
+    t = whisper("model.decoder.layers.1.encoder_attn_layer_norm.weight", (32,))
+    assert (t.stack, t.component, t.prunable) == ("decoder", "norm", False)
+    assert whisper("model.decoder.layers.1.encoder_attn.out_proj.weight", (32, 32)).role == "cross o"
+    assert bert("cls.predictions.decoder.weight", (30522, 32)).stack == "encoder"
+    assert not bert("cls.predictions.decoder.weight", (30522, 32)).prunable
+    t = bert("bert.encoder.layer.1.output.dense.weight", (32, 64))
+    assert (t.component, t.role) == ("mlp", "down")
+    t = bert("bert.encoder.layer.1.attention.output.dense.weight", (32, 32))
+    assert (t.component, t.role) == ("attention", "o")
 
 
 def test_iter_tensors_is_exact(tiny_models):
@@ -99,7 +97,9 @@ def test_iteration_memory_is_bounded_by_one_tensor(tmp_path):
     """Peak RSS while streaming a 640 MB checkpoint stays within a few of its 64 MB tensors."""
     tensors = {f"h.{i}.mlp.c_fc.weight": torch.full((4096, 4096), float(i + 1)) for i in range(10)}
     save_file(tensors, tmp_path / "model.safetensors")
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    # the config the tensors fit (analysis reads what each is from the model's anatomy)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_embd": 4096, "n_inner": 4096,
+                                                      "n_layer": 10, "n_head": 32}))
     del tensors
     script = f"""
 import torch

@@ -39,7 +39,8 @@ from .artifacts import write_json
 from .errors import SparsescopeError
 from .sources.layouts import assign_weights, build_layout, copy_weights, tie_missing
 from .sources.registry import empty_model
-from .sources.weights import SAFETENSORS_DTYPES, CheckpointReader, read_safetensors_header, tag, weight_files
+from .sources.anatomy import Anatomy
+from .sources.weights import SAFETENSORS_DTYPES, CheckpointReader, read_safetensors_header, weight_files
 
 FORMAT = "sparsescope-sparse"
 VERSION = 2                 # what this code writes
@@ -446,8 +447,9 @@ def load_pruned(folder: str | os.PathLike, dtype: torch.dtype | None = None):
     model = empty_model(folder)
     stored = StoredTensors(folder)
     layout = build_layout(model, stored.shapes, stored.aliases, str(folder))
-    misplaced = [n for n in layout.unused if tag(n, stored.shapes.get(n, ())).block is not None
-                 and tag(n, stored.shapes.get(n, ())).component != "buffer"]
+    anatomy = Anatomy(model)
+    misplaced = [n for n in layout.unused if anatomy.block_of(layout.unused_as[n]) is not None
+                 and anatomy.tag(layout.unused_as[n], stored.shapes.get(n, ())).component != "buffer"]
     if misplaced:
         raise SparsescopeError(f"{folder}: the checkpoint has block weights this {type(model).__name__} "
                                "lacks: "

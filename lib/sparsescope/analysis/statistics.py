@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..sources.weights import iter_tensors, list_tensors, tag
+from ..sources.layouts import stored_tagger
+from ..sources.weights import iter_tensors, list_tensors
 
 N_KEYS = 1 << 15            # top 16 bits of a float32 without its sign bit
 THRESHOLDS = {"1e-4": 1e-4, "1e-3": 1e-3, "1e-2": 1e-2, "1e-1": 1e-1, "1": 1.0}
@@ -289,13 +290,13 @@ def group_names(t) -> list[str]:
 
 @dataclass
 class WeightStats:
-    family: str | None
+    tag: object                                        # stored_tagger(folder, family)
     groups: dict[str, Accumulator] = field(default_factory=dict)
     tensors: list[dict] = field(default_factory=list)
     buffers: list[str] = field(default_factory=list)   # stored tensors that are not weights, left out
 
     def add_tensor(self, name: str, w: torch.Tensor, scanner: TensorScanner) -> None:
-        t = tag(name, tuple(w.shape), self.family, floating=w.is_floating_point())
+        t = self.tag(name, tuple(w.shape), floating=w.is_floating_point())
         if t.component == "buffer":
             self.buffers.append(name)  # causal masks and index buffers are not weights
             return
@@ -304,7 +305,7 @@ class WeightStats:
             self.groups.setdefault(g, Accumulator()).add(acc)
         mean, std, kurt = acc.mean_std_kurtosis()
         self.tensors.append({
-            "name": name, "stack": t.stack, "block": t.block, "component": t.component,
+            "name": name, "stack": t.stack, "block": t.block, "component": t.component, "role": t.role,
             "prunable": t.prunable, "shape": "x".join(map(str, w.shape)),
             "dtype": str(w.dtype).replace("torch.", ""),
             "n": acc.n, "n_zero": acc.n_zero, "mean": mean, "std": std, "excess_kurtosis": kurt,
@@ -364,7 +365,7 @@ def analyze_folder(folder: str | os.PathLike, family: str | None = None,
                    progress: bool = True) -> WeightStats:
     """Stream every tensor of an HF folder once and return its statistics."""
     total = sum(math.prod(shape) for _, dtype, shape in list_tensors(folder) if dtype.is_floating_point)
-    stats, scanner = WeightStats(family), TensorScanner()
+    stats, scanner = WeightStats(stored_tagger(folder, family)), TensorScanner()
     with tqdm(total=total, unit="w", unit_scale=True, desc="weights", disable=not progress) as bar:
         for name, w in iter_tensors(folder):
             stats.add_tensor(name, w, scanner)

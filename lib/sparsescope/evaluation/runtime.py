@@ -27,12 +27,12 @@ import torch
 
 from ..artifacts import atomic_write_text, cached_json
 from ..errors import SparsescopeError
-from ..pruning.layers import LinearView, is_linear
+from ..pruning.layers import LinearView
+from ..sources.anatomy import Anatomy
 from ..pruning.magnitude import nm_magnitude, prune_smallest
 from ..pruning.runs import pick_run, read_pruning_table
 from ..sources.devices import device_name, resolve_device, to_device
 from ..sources.registry import load_model, model_folder
-from ..sources.weights import tag
 from ..storage import load_pruned
 
 KERNEL_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
@@ -202,12 +202,8 @@ class SparseLinear(torch.nn.Module):
 
 def sparsify_linears(model, min_sparsity: float) -> int:
     """Swap in SparseLinear for every block linear layer at least `min_sparsity` sparse; returns how many."""
-    swaps = []
-    for name, module in model.named_modules():
-        if is_linear(module) and module.weight.dim() == 2 and name.count(".") >= 2:
-            sparsity = float((module.weight == 0).float().mean())
-            if sparsity >= min_sparsity:
-                swaps.append(name)
+    swaps = [m.module for m in Anatomy(model).matrices.values()
+             if float((model.get_submodule(m.module).weight == 0).float().mean()) >= min_sparsity]
     for name in swaps:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
@@ -402,11 +398,7 @@ def input_maker(model, seqlen: int, seed: int = 0):
 
 def prunable_shapes(model) -> list[tuple[int, int]]:
     """Distinct (outputs, inputs) shapes of the prunable linear layers."""
-    shapes = set()
-    for name, module in model.named_modules():
-        if is_linear(module) and tag(f"{name}.weight", tuple(module.weight.shape)).prunable:
-            shapes.add(tuple(LinearView(module).weight().shape))
-    return sorted(shapes)
+    return sorted({m.shape for m in Anatomy(model).matrices.values()})
 
 
 def runtime_results(model: str, pruning_dir, out_dir, batch_sizes=(1, 8), seqlen: int = 128,

@@ -18,8 +18,7 @@ from tqdm.auto import tqdm
 from ..errors import SparsescopeError
 from ..sources.corpus import split_text
 from ..sources.speech import spoken_features, whisper_prefix
-from ..sources.weights import BLOCK_LIST_NAMES
-from .layers import is_linear
+from ..sources.anatomy import block_stacks, is_linear
 
 DEFAULT_SAMPLES, DEFAULT_SEQLEN = 16, 128      # CPU-friendly; the papers use 128 x 2048
 
@@ -89,26 +88,6 @@ def calibration_inputs(model, folder: Path, n_samples: int = DEFAULT_SAMPLES, se
 
 
 # --------------------------------------------------------------------------------- the loop
-def stack_of(model, path: str) -> str:
-    """encoder or decoder: from the path where it says, else from what the model is."""
-    for stack in ("decoder", "encoder"):
-        if f".{stack}." in f".{path}.":
-            return stack
-    causal = any(word in type(model).__name__ for word in ("CausalLM", "LMHead"))
-    return "decoder" if getattr(model.config, "is_decoder", False) or causal else "encoder"
-
-
-def block_stacks(model) -> list[tuple[str, str, torch.nn.ModuleList]]:
-    """(stack, path, blocks) for every ModuleList of transformer blocks, encoder first."""
-    found = []
-    for path, module in model.named_modules():
-        inside_found = any(path.startswith(f"{p}.") for _, p, _ in found)  # T5's block.N.layer list
-        is_blocks = isinstance(module, torch.nn.ModuleList) and path.split(".")[-1] in BLOCK_LIST_NAMES
-        if is_blocks and len(module) and not inside_found and any(is_linear(m) for m in module[0].modules()):
-            found.append((stack_of(model, path), path, module))
-    return sorted(found, key=lambda x: x[0] != "encoder")
-
-
 class _Stop(Exception):
     pass
 

@@ -3,15 +3,7 @@ from __future__ import annotations
 
 import torch
 
-
-def is_linear(module: torch.nn.Module) -> bool:
-    from transformers.pytorch_utils import Conv1D
-    return isinstance(module, (torch.nn.Linear, Conv1D))
-
-
-def input_dim(module: torch.nn.Module) -> int:
-    """Which dimension of `module.weight` indexes the inputs: 1 for nn.Linear, 0 for Conv1D."""
-    return 1 if isinstance(module, torch.nn.Linear) else 0
+from ..sources.anatomy import input_dim
 
 
 class LinearView:

@@ -29,20 +29,23 @@ from tqdm.auto import tqdm
 from ..artifacts import (PeakAnonymous, atomic_dir, atomic_write_text, manifest, peak_rss_bytes,
                          reset_peak_rss, write_json)
 from ..errors import SparsescopeError
-from ..sources.layouts import checkpoint_layout
+from ..sources.anatomy import input_dim, is_linear, model_anatomy
+from ..sources.layouts import checkpoint_layout, stored_tagger
 from ..sources.devices import resolve_device
 from ..sources.registry import describe, empty_model, load_model
-from ..sources.weights import iter_tensors, list_tensors, tag, tensor_aliases, weight_files
+from ..sources.weights import iter_tensors, list_tensors, tensor_aliases, weight_files
 from ..storage import FORMAT, VERSION, CheckpointWriter, checkpoint_bytes, copy_model_files
 from .calibration import DEFAULT_SEQLEN, calibration_budget, prune_blockwise
-from .layers import input_dim, is_linear
 from .magnitude import (Threshold, apply_threshold, check_sparsity, global_threshold, n_to_prune,
                         nm_magnitude, parse_nm, prune_smallest, torch_prune_global)
 from .sparsegpt import SparseGPT
-from .structured import STRUCTURED, StructuredPruner, streamed_calibration
+from .structured import STRUCTURED, StructuredPruner, streamed_calibration, structured_units
 from .wanda import Wanda
 
 METHODS = ("global_magnitude", "layer_magnitude", "nm_magnitude", "wanda", "sparsegpt", *STRUCTURED)
+# the default grid (methods=None): every unstructured method and one structured one; a default run that
+# cannot apply to a model is skipped with one line (applicable_runs), a method asked for by name refuses
+DEFAULT_METHODS = ("global_magnitude", "layer_magnitude", "nm_magnitude", "wanda", "sparsegpt", "ffn_activation")
 SAVE_FORMATS = ("compressed", "dense", "both")
 CALIBRATED = ("wanda", "sparsegpt", "ffn_activation", "heads")
 NM_METHODS = ("nm_magnitude", "wanda", "sparsegpt")
@@ -109,13 +112,13 @@ def input_dims(folder: Path) -> dict[str, int]:
     return {stored: dims[name] for stored, name in checkpoint_layout(folder).to_model.items() if name in dims}
 
 
-def prunable_set(folder: Path, family: str, include_embeddings: bool,
-                 need_input_dims: bool = False) -> PrunableSet:
-    """Prunable tensors of a checkpoint, with their input dimension when asked."""
-    in_dims = input_dims(folder) if need_input_dims else {}
+def prunable_set(folder: Path, family: str, include_embeddings: bool) -> PrunableSet:
+    """Prunable tensors of a checkpoint (the model's block matrices), with their input dimension."""
+    in_dims = input_dims(folder)
+    tag = stored_tagger(folder, family)
     out = PrunableSet()
     for name, dtype, shape in list_tensors(folder):
-        t = tag(name, shape, family, floating=dtype.is_floating_point)
+        t = tag(name, shape, floating=dtype.is_floating_point)
         out.tags[name] = t
         if t.prunable or (include_embeddings and len(shape) == 2 and t.component in EXTRA_COMPONENTS):
             out.names[name] = in_dims.get(name, 1)
@@ -131,8 +134,8 @@ def seed_global_magnitude(model: str, sparsity: float):
     prunable linear weight, then prune.remove. Needs ~13x the fp32 model size in RAM: small models only."""
     check_sparsity(sparsity)
     loaded = load_model(model)
-    params = [(m, "weight") for n, m in loaded.named_modules()
-              if is_linear(m) and tag(f"{n}.weight", tuple(m.weight.shape)).prunable]
+    matrices = model_anatomy(describe(model)["folder"]).matrices
+    params = [(m, "weight") for n, m in loaded.named_modules() if f"{n}.weight" in matrices]
     torch_prune_global(loaded, params, sparsity)
     return loaded
 
@@ -226,8 +229,7 @@ def prune_model(model: str, out_dir: str | os.PathLike, spec: PruneSpec, save_fo
     info = describe(model)
     folder = Path(info["folder"])
     calibrated_method = spec.method in CALIBRATED
-    targets = prunable_set(folder, info["family"], spec.include_embeddings,
-                           need_input_dims=spec.method == "nm_magnitude" or calibrated_method)
+    targets = prunable_set(folder, info["family"], spec.include_embeddings)
     budget = calibration_budget(spec.n_samples, spec.seqlen, targets.widest) if calibrated_method else {}
     if budget.get("note") and progress:
         print(f"{model}: {budget['note']}", flush=True)
@@ -252,7 +254,8 @@ def prune_model(model: str, out_dir: str | os.PathLike, spec: PruneSpec, save_fo
                     # structured: the weights removed with their rows / columns count as pruned
                     n_zero = n_before - w.numel() if structured else int((w == 0).sum())
                     per_tensor.append({"name": name, "stack": t.stack, "block": t.block,
-                                       "component": t.component, "n": n_before, "n_zero": n_zero})
+                                       "component": t.component, "role": t.role, "n": n_before,
+                                       "n_zero": n_zero})
             for fmt, writer in writers.items():
                 if name in targets.names and fmt == "compressed":
                     writer.add_sparse(name, w, (*nm_pattern, targets.names[name]) if nm_pattern else None)
@@ -287,7 +290,7 @@ def prune_model(model: str, out_dir: str | os.PathLike, spec: PruneSpec, save_fo
     return row
 
 
-def plan_runs(methods: list[str], sparsities: list[float], nm: str | None = "2:4",
+def plan_runs(methods: list[str] | None, sparsities: list[float], nm: str | None = "2:4",
               nm_methods: list[str] | tuple[str, ...] = NM_METHODS, include_embeddings: bool = False,
               structured_sparsities=STRUCTURED_SPARSITIES, head_sparsities=HEAD_SPARSITIES,
               **calibration) -> list[PruneSpec]:
@@ -295,7 +298,9 @@ def plan_runs(methods: list[str], sparsities: list[float], nm: str | None = "2:4
     when `nm` is set, for wanda and sparsegpt too; ffn_magnitude / ffn_activation at every share of
     `structured_sparsities`, heads at every share of `head_sparsities`. `nm_methods` narrows which methods
     get the N:M run (e.g. only nm_magnitude). Calibration settings go to the
-    calibrated methods, the embeddings option to the unstructured magnitude methods."""
+    calibrated methods, the embeddings option to the unstructured magnitude methods. methods None: the
+    default grid (DEFAULT_METHODS)."""
+    methods = DEFAULT_METHODS if methods is None else methods
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise SparsescopeError(f"unknown pruning method(s) {unknown}: use {', '.join(METHODS)}")
@@ -311,9 +316,42 @@ def plan_runs(methods: list[str], sparsities: list[float], nm: str | None = "2:4
     return specs
 
 
+def applicable_runs(model: str, specs: list[PruneSpec],
+                    skip: bool = False) -> tuple[list[PruneSpec], list[dict]]:
+    """(the runs of `specs` that can apply to `model`, the skipped ones with why). A structured run the model
+    cannot take (its config cannot describe the smaller model, or the share is more than its units hold)
+    refuses in one line before anything runs; with `skip` (the default grid) it is left out instead."""
+    structured = [s for s in specs if s.method in STRUCTURED]
+    if not structured:
+        return list(specs), []
+    info = describe(model)
+    folder = Path(info["folder"])
+    n_weights = prunable_set(folder, info["family"], False).n_weights
+    anatomy = model_anatomy(folder)
+    kept, skipped = [], []
+    for spec in specs:
+        if spec.method in STRUCTURED:
+            try:
+                structured_units(anatomy, spec, n_weights)
+            except SparsescopeError as err:
+                if not skip:
+                    raise SparsescopeError(f"{model}: {spec.label} cannot apply: {err}") from None
+                skipped.append({"run": spec.label, "method": spec.method, "target_sparsity": spec.sparsity,
+                                "reason": str(err)})
+                continue
+        kept.append(spec)
+    return kept, skipped
+
+
 def prune_runs(model: str, out_dir: str | os.PathLike, specs: list[PruneSpec],
-               save_format: str = "compressed", progress: bool = True, device: str = "auto"):
-    """Every run of `specs` (finished ones reused); writes and returns out_dir/pruning.csv."""
+               save_format: str = "compressed", progress: bool = True, device: str = "auto",
+               skip_inapplicable: bool = False):
+    """Every run of `specs` (finished ones reused); writes and returns out_dir/pruning.csv. Runs that cannot
+    apply to the model refuse before any runs (skip_inapplicable: they are skipped, each with one printed
+    line, and listed in out_dir/skipped.csv)."""
+    specs, skipped = applicable_runs(model, specs, skip_inapplicable)
+    for row in skipped:
+        print(f"{model}: {row['run']} skipped (default grid): {row['reason']}", flush=True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     owner = out_dir / "model.txt"
@@ -329,12 +367,24 @@ def prune_runs(model: str, out_dir: str | os.PathLike, specs: list[PruneSpec],
                   flush=True)
         rows.append(prune_model(model, out_dir, spec, save_format, progress, device))
     table = pd.DataFrame(rows)
+    skipped_table = pd.DataFrame(skipped, columns=SKIPPED_COLUMNS)
+    atomic_write_text(out_dir / "skipped.csv", skipped_table.to_csv(index=False))
     atomic_write_text(out_dir / "pruning.csv", table.to_csv(index=False))
     info = describe(model)
     write_json(manifest(info, weight_files(Path(info["folder"])),
                         {"model": model, "runs": [asdict(s) for s in specs], "save_format": save_format},
                         time.time() - started), out_dir / "manifest.json")
     return table
+
+
+SKIPPED_COLUMNS = ("run", "method", "target_sparsity", "reason")
+
+
+def read_skipped(pruning_dir) -> pd.DataFrame:
+    """skipped.csv of a notebook-02 out_dir: default-grid runs that could not apply, with why (empty for
+    older folders)."""
+    path = Path(pruning_dir) / "skipped.csv"
+    return pd.read_csv(path, keep_default_na=False) if path.exists() else pd.DataFrame(columns=SKIPPED_COLUMNS)
 
 
 def read_pruning_table(pruning_dir) -> pd.DataFrame:

@@ -23,13 +23,14 @@ import torch
 from ..artifacts import write_json
 from ..errors import SparsescopeError
 from ..sources.devices import resolve_device
+from ..sources.anatomy import block_stacks, model_anatomy
 from ..sources.layouts import checkpoint_layout, tie_missing
 from ..sources.registry import empty_model
 from ..sources.weights import CheckpointReader
-from .calibration import block_stacks, calibration_inputs, prune_blockwise
+from .calibration import calibration_inputs, prune_blockwise
 from .repair import OutputRepair
 from .streaming import BlockStreamer
-from .units import columns, cuts, ffn_units, head_units, keep_best, matrix, removed_per_group, smaller_config
+from .units import columns, cuts, keep_best, matrix, removed_per_group, smaller_config, units
 
 STRUCTURED = ("ffn_magnitude", "ffn_activation", "heads")
 
@@ -48,6 +49,12 @@ def streamed_calibration(model, folder: Path, work_dir: Path, device, n_samples:
     return layout, streamer, {k: v.to(device) for k, v in inputs.items()}
 
 
+def structured_units(anatomy, spec, n_prunable: int):
+    """(the units `spec` removes, how many each group loses), or one line saying why it cannot apply here."""
+    found = units(anatomy, spec.method)
+    return found, removed_per_group(found, spec.sparsity, n_prunable, spec.label)
+
+
 class _Ignored:
     """The pruner of a linear layer structured pruning leaves alone (the loop hooks every layer)."""
 
@@ -62,9 +69,9 @@ class StructuredPruner:
     def __init__(self, run):
         spec = run.spec
         model, self.layout, self.streamer = empty_model(run.folder), checkpoint_layout(run.folder), None
-        # a model these methods cannot shrink fails here, before any calibration
-        self.units = head_units(model) if spec.method == "heads" else ffn_units(model)
-        self.removed = removed_per_group(self.units, spec.sparsity, run.targets.n_weights, spec.label)
+        anatomy = model_anatomy(run.folder)
+        # refused here, before any calibration
+        self.units, self.removed = structured_units(anatomy, spec, run.targets.n_weights)
         self.kept: dict[str, torch.Tensor] = {}  # output projection -> kept units
         if spec.method == "ffn_magnitude":
             self._by_magnitude(model, run.folder)
@@ -83,8 +90,8 @@ class StructuredPruner:
         if self.streamer is not None:  # the refit output projections and their biases
             changed |= {f"{u.output}.{leaf}" for u in self.units for leaf in ("weight", "bias")}
         self.touched = {self.layout.to_checkpoint[n] for n in changed if n in self.layout.to_checkpoint}
-        self.config = smaller_config(model, self.units, self.removed)
-        self.before = smaller_config(model, self.units, 0)
+        self.config = smaller_config(anatomy, self.units, self.removed)
+        self.before = smaller_config(anatomy, self.units, 0)
         self.provenance = {"source": run.model, "method": spec.method, "sparsity": spec.sparsity}
 
     def _by_magnitude(self, model, folder: Path) -> None:
@@ -95,7 +102,8 @@ class StructuredPruner:
             w = matrix(module, reader.get(self.layout.to_checkpoint[f"{path}.weight"])).float()
             return (w * w).sum(axis)
         for u in self.units:
-            norms = squares(u.output, 0) + sum(squares(p, 1) for p in u.inputs)  # per neuron
+            # per neuron: its column of the output projection, its row of every input part
+            norms = squares(u.output, 0) + sum(squares(p, 1).reshape(parts, -1).sum(0) for p, parts in u.inputs)
             self.kept[u.output] = keep_best(u, norms.reshape(u.n, u.size).sum(1), self.removed)
 
     def _by_activation(self, model, inputs: dict, progress: bool) -> None:

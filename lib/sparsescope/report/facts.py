@@ -18,7 +18,7 @@ from ..artifacts import results_path
 from ..errors import SparsescopeError
 from ..evaluation.runtime import crossovers as kernel_crossovers
 from ..pruning.runs import run_label
-from ..sources.weights import name_in_block
+from ..sources.anatomy import ROLES
 
 TEXT_COLUMNS = (
     "method",
@@ -81,6 +81,7 @@ class ModelResults:
     crossovers: pd.DataFrame = field(default_factory=pd.DataFrame)
     quality: pd.DataFrame = field(default_factory=pd.DataFrame)
     transcripts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    skipped: pd.DataFrame = field(default_factory=pd.DataFrame)   # default-grid runs that could not apply
     bench_params: dict = field(default_factory=dict)
     prune_params: dict = field(default_factory=dict)
 
@@ -110,9 +111,22 @@ def load_model(results_dir: str | os.PathLike, model: str) -> ModelResults:
         crossovers=crossovers_of(runtime, read_table(bench / "crossovers.csv")),
         quality=read_table(bench / "quality.csv"),
         transcripts=read_table(bench / "transcripts.csv"),
+        skipped=read_table(prune_dir / "skipped.csv"),
         bench_params=_json(bench / "manifest.json").get("parameters", {}),
         prune_params=_json(prune_dir / "manifest.json").get("parameters", {}),
     )
+
+
+def skipped_sentence(models: list[ModelResults]) -> str:
+    """One sentence naming the default-grid runs left out of a model, and why (empty when none was)."""
+    said = []
+    for m in models:
+        for reason, rows in m.skipped.groupby("reason", sort=False) if len(m.skipped) else []:
+            runs = " and ".join(run_label(r.method, float(r.target_sparsity), "") for r in rows.itertuples())
+            said.append(f"{runs} of {m.name} ({reason.split(': ', 1)[-1].rstrip('.')})")
+    if not said:
+        return ""
+    return ("The default grid left out what cannot apply to a model: " + "; ".join(said) + ".")
 
 
 def crossovers_of(runtime: pd.DataFrame, saved: pd.DataFrame) -> pd.DataFrame:
@@ -457,64 +471,25 @@ def quality_rows(quality: pd.DataFrame, metric: str, target: float | None = None
 
 
 # ------------------------------------------------------------------------------ matrix roles
-ROLES = ("q", "k", "v", "qkv", "o", "cross q", "cross k", "cross v", "cross o", "gate", "up", "down")
+# roles come from the model's anatomy (sources/anatomy.py), stored with every tensor's row
 ROLE_LABELS = {
     "up": "up/fc1",
     "down": "down/fc2",
+    "gate_up": "gate+up",
     "cross q": "x-q",
     "cross k": "x-k",
     "cross v": "x-v",
+    "cross qkv": "x-qkv",
     "cross o": "x-o",
 }
-_LEAF = {
-    "q_proj": "q",
-    "query": "q",
-    "q": "q",
-    "k_proj": "k",
-    "key": "k",
-    "k": "k",
-    "v_proj": "v",
-    "value": "v",
-    "v": "v",
-    "c_attn": "qkv",
-    "qkv_proj": "qkv",
-    "query_key_value": "qkv",
-    "wqkv": "qkv",
-    "o_proj": "o",
-    "out_proj": "o",
-    "o": "o",
-    "gate_proj": "gate",
-    "wi_0": "gate",
-    "up_proj": "up",
-    "fc1": "up",
-    "c_fc": "up",
-    "wi": "up",
-    "wi_1": "up",
-    "down_proj": "down",
-    "fc2": "down",
-    "wo": "down",
-}
 
 
-def matrix_role(name: str) -> str:
-    """What a prunable matrix does inside its block (q, k, v, o, gate, up, down; 'cross …' for
-    cross-attention),
-    from its name in any of the supported layouts; an unknown name is returned as it is."""
-    inner = name_in_block(name).removesuffix(".weight")
-    parts = inner.lower().split(".")
-    leaf = parts[-1]
-    attention = any("attn" in p or "attention" in p for p in parts)
-    cross = any(p in ("encoder_attn", "encdecattention", "crossattention") for p in parts)
-    role = _LEAF.get(leaf)
-    if leaf == "c_proj":
-        role = "o" if attention else "down"
-    elif leaf == "dense":  # BERT: attention.output.dense, intermediate.dense, output.dense
-        role = (
-            "o" if attention else "up" if "intermediate" in parts else "down" if "output" in parts else None
-        )
-    if role is None:
-        return inner
-    return f"cross {role}" if cross and role in ("q", "k", "v", "o") else role
+def matrix_roles(frame: pd.DataFrame) -> pd.Series:
+    """The role of each prunable matrix row (q, k, v, o, gate, up, down; 'cross …'), as the anatomy named it
+    when the row was written; results written before roles were recorded show the tensor's name."""
+    if "role" not in frame:
+        return frame["name"]
+    return frame["role"].where(frame["role"].fillna("").astype(str) != "", frame["name"])
 
 
 def role_order(roles) -> list[str]:
@@ -530,7 +505,7 @@ def role_table(results: ModelResults, method: str = "global_magnitude") -> pd.Da
     """Per matrix role: its share of the prunable weights, share below 1e-2, RMS |w|, median excess kurtosis,
     and the share `method` zeroes at each of its targets."""
     t = results.dist.tensors
-    t = t[t["prunable"].astype(str).str.lower() == "true"].assign(role=lambda d: d["name"].map(matrix_role))
+    t = t[t["prunable"].astype(str).str.lower() == "true"].assign(role=matrix_roles)
     t = t.assign(sq=t["n"] * (t["std"] ** 2 + t["mean"] ** 2), below=t["n"] * t["frac_below_1e-2"])
     g = t.groupby("role")
     out = pd.DataFrame(
@@ -544,9 +519,7 @@ def role_table(results: ModelResults, method: str = "global_magnitude") -> pd.Da
     )
     pm = results.per_matrix
     if len(pm):
-        runs = pm[(pm["method"] == method) & (pm["nm"] == "")].assign(
-            role=lambda d: d["name"].map(matrix_role)
-        )
+        runs = pm[(pm["method"] == method) & (pm["nm"] == "")].assign(role=matrix_roles)
         for target, rows in runs.groupby("target_sparsity"):
             s = rows.groupby("role")
             out[f"zeroed at {target:.0%}"] = s["n_zero"].sum() / s["n"].sum()

@@ -84,7 +84,7 @@ def plan(models: list[str], results: Path, knobs: dict | None, sizes: dict[str, 
     the dense reference built once), for a single worker, where spreading buys nothing and every task's
     start-up and dense pass would be paid again."""
     from ..evaluation.runtime import TWO_MODELS
-    from ..pruning.runs import CALIBRATED, plan_runs
+    from ..pruning.runs import CALIBRATED, applicable_runs, plan_runs
     token = uuid.uuid4().hex[:8]  # keys unique to this run: a long-lived cluster keeps no stale results
     tasks: list[Task] = []
 
@@ -113,7 +113,10 @@ def plan(models: list[str], results: Path, knobs: dict | None, sizes: dict[str, 
 
         finals.append(notebook("distribution"))
         prunes = {}
-        for spec in plan_runs(pp["methods"], pp["sparsities"], pp["nm"], **_calibration(pp)):
+        # notebook 02 runs prune_runs on the same plan: it finds these runs done and skips the same ones
+        planned = plan_runs(pp["methods"], pp["sparsities"], pp["nm"], **_calibration(pp))
+        specs, _ = applicable_runs(model, planned, skip=pp["methods"] is None)
+        for spec in specs:
             calibrated = spec.method in CALIBRATED
             prunes[spec.label] = add("prune", model, f"prune {spec.label}",
                                      {"spec": asdict(spec), "label": spec.label,

@@ -16,7 +16,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullForm
 from ..analysis.statistics import Accumulator, cdf, log10_histogram
 from ..pruning.runs import pick_run
 from ..storage import binary_entropy
-from .facts import column, matrix_role, not_measured, role_label, role_order, rows_of, speed_interval
+from .facts import column, matrix_roles, not_measured, role_label, role_order, rows_of, speed_interval
 
 PRINT_WIDTH = 7.2  # inches: A4 less 12 mm margins each side, so the PDF prints figures at their own size
 PRINT_RC = {
@@ -235,18 +235,13 @@ block_cdf_figure = block_quantile_figure  # its former name, for executed copies
 
 
 # ---------------------------------------------------------------------------------- sparsification
-def matrix_label(name: str) -> str:
-    """A prunable matrix's role label inside its block (q, k, v, o, gate, up/fc1, down/fc2)."""
-    return role_label(matrix_role(name))
-
-
 def layer_sparsity_heatmap(per_tensor, title: str, target: float | None = None):
     """Share zeroed of each prunable matrix: block (numeric order, top to bottom) × role (q, k, v, o, gate,
     up, down); encoder above decoder, each panel as tall as its blocks. Given the run's target, the colours
     diverge from it (white = at target), so matrices pruned more or less than the target stand out."""
     df = per_tensor.assign(
         sparsity=100.0 * per_tensor["n_zero"] / per_tensor["n"],
-        role=per_tensor["name"].map(matrix_role),
+        role=matrix_roles(per_tensor),
         block=pd.to_numeric(per_tensor["block"], errors="coerce"),
     )
     df = df.dropna(subset=["block"]).assign(block=lambda d: d["block"].astype(int))

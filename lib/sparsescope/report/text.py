@@ -671,7 +671,8 @@ class Report:
             {x for m in self.models if len(m.pruning) for x in m.pruning["method"]},
             key=lambda x: list(METHOD_WORDS).index(x) if x in METHOD_WORDS else 99,
         )
-        parts = [("md", render("sparsification", methods=[METHOD_WORDS.get(x, f"**{x}**") for x in methods]))]
+        parts = [("md", render("sparsification", methods=[METHOD_WORDS.get(x, f"**{x}**") for x in methods],
+                               skipped=F.skipped_sentence(self.models)))]
         collapse_rows, found = [], []
         for m in self.models:
             c = F.layer_collapse(m.per_matrix)
@@ -729,7 +730,7 @@ class Report:
                               f"the target ({F.span(float(zeroed.min()), float(zeroed.max()), pct)}): no "
                               "matrix stands out, so its heatmap, one colour, is left out."))
                 continue
-            roles = [F.role_label(r) for r in F.role_order({F.matrix_role(x) for x in one["name"]})]
+            roles = [F.role_label(r) for r in F.role_order(set(F.matrix_roles(one)))]
             cross = " (x- = cross-attention)" if any(r.startswith("x-") for r in roles) else ""
             parts.append(
                 (

@@ -1,28 +1,31 @@
-"""How a checkpoint's stored names map onto its model's parameters, for the layouts the hub really ships.
+"""How a checkpoint's stored names map onto its model's parameters, by the rules `from_pretrained` itself uses.
 
 The hub's files are not what `save_pretrained` writes: GPT-2 repos store bare names (`h.0.attn.c_attn.weight`,
 no `transformer.` prefix) beside causal-mask buffers and no `lm_head`; BERT repos keep the legacy
 `LayerNorm.gamma` / `LayerNorm.beta` and heads a masked-LM class does not use (pooler, next-sentence head);
+GPT-NeoX stores `embed_out` for the model's `lm_head`; EXAONE 3 stores GPT-2-style names for a Llama model;
 T5 v1.1 pickles store `encoder.embed_tokens` and `decoder.embed_tokens` as aliases of `shared`.
-`checkpoint_layout(folder)` applies the rules `from_pretrained` applies (transformers' legacy renames and
-its base-model prefix added or dropped) once, and says which stored tensors the model class leaves unused.
-The stored names are never rewritten: pruned checkpoints keep their source's layout.
+`checkpoint_layout(folder)` asks transformers for the model class's conversion mapping (the renamings of its
+model type and class, and the legacy ones) and applies it with transformers' own `rename_source_key`, which
+also adds or drops the base-model prefix; it says which stored tensors the model class leaves unused. The
+stored names are never rewritten: pruned checkpoints keep their source's layout.
+
+A stored tensor that transformers does not rename but converts (merged or split, e.g. Mixtral's per-expert
+matrices stacked into one tensor) has no one-to-one model name: the layout refuses it in one line.
 """
 from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ..errors import SparsescopeError
+from .anatomy import model_anatomy
 from .registry import empty_model
 from .weights import list_tensors, tensor_aliases
-
-# transformers' "legacy" renames (conversion_mapping.py), applied to every model when loading
-LEGACY_RENAMES = (("LayerNorm.gamma", "LayerNorm.weight"), ("LayerNorm.beta", "LayerNorm.bias"))
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class Layout:
     unfilled: tuple[str, ...]         # model parameters no stored tensor fills: tied (lm_head) or missing
     aliases: dict[str, str]           # stored alias -> the stored name whose storage it shares
     rules: tuple[str, ...]            # the renaming rules that fired, in words
+    unused_as: dict[str, str] = field(default_factory=dict)  # unused stored name -> the name it was read as
 
     @functools.cached_property
     def to_checkpoint(self) -> dict[str, str]:
@@ -44,29 +48,49 @@ class Layout:
         return out
 
 
-def rename(name: str, model_keys: set[str], prefix: str) -> tuple[str, list[str]]:
-    """The model name of a stored name by from_pretrained's rules, and which rules fired."""
-    fired = []
-    for old, new in LEGACY_RENAMES:
-        if old in name:
-            name, _ = name.replace(old, new), fired.append("legacy LayerNorm.gamma/beta read as weight/bias")
-    if name not in model_keys and prefix:
-        if name.startswith(f"{prefix}.") and name[len(prefix) + 1:] in model_keys:
-            name, _ = name[len(prefix) + 1:], fired.append(f"'{prefix}.' prefix dropped")
-        elif f"{prefix}.{name}" in model_keys:
-            name, _ = f"{prefix}.{name}", fired.append(f"bare names read with the '{prefix}.' prefix")
-    return name, fired
+class Renamer:
+    """A stored name -> (model name, the rules that fired), as from_pretrained renames it for `model`."""
+
+    def __init__(self, model):
+        from transformers.conversion_mapping import get_model_conversion_mapping
+        from transformers.core_model_loading import WeightConverter, WeightRenaming
+        mapping = get_model_conversion_mapping(model)
+        self.renamings = [t for t in mapping if isinstance(t, WeightRenaming)]
+        self.converters = [t for t in mapping if isinstance(t, WeightConverter)]
+        self.prefix = model.base_model_prefix or None
+        self.meta = {k: True for k in model.state_dict()}   # rename_source_key only asks membership
+        self.model_class = type(model).__name__
+
+    def __call__(self, name: str) -> tuple[str, list[str]]:
+        from transformers.core_model_loading import rename_source_key
+        key, converted = rename_source_key(name, self.renamings, self.converters, self.prefix, self.meta)
+        if key not in self.meta and name in self.meta:  # as from_pretrained: a name the model has stays
+            key, converted = rename_source_key(name, [], [], self.prefix, self.meta)
+        if converted is not None:
+            raise SparsescopeError(f"transformers converts the stored tensor {name} (pattern {converted!r}) "
+                                   f"into {self.model_class}'s {key} instead of renaming it (tensors merged or "
+                                   "split): sparsescope maps stored tensors one to one, so it cannot read this "
+                                   "checkpoint; save it again with save_pretrained from the loaded model")
+        if key == name:
+            return key, []
+        if self.prefix and key == f"{self.prefix}.{name}":
+            return key, [f"bare names read with the '{self.prefix}.' prefix"]
+        if self.prefix and name == f"{self.prefix}.{key}":
+            return key, [f"'{self.prefix}.' prefix dropped"]
+        return key, [f"{name} read as {key}"]
 
 
 def build_layout(model, stored: dict[str, tuple[int, ...]], aliases: dict[str, str],
                  where: str = "") -> Layout:
     """The layout of stored tensors (name -> shape; aliases: alias -> stored name) against `model`."""
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    to_model, unused, rules = {}, [], []
+    rename = Renamer(model)
+    to_model, unused, unused_as, rules = {}, [], {}, []
     for name in [*stored, *aliases]:
-        key, fired = rename(name, set(shapes), model.base_model_prefix)
+        key, fired = rename(name)
         if key not in shapes:
             unused.append(name)
+            unused_as[name] = key
             continue
         shape = tuple(stored[name] if name in stored else stored[aliases[name]])
         if shape != shapes[key]:
@@ -77,7 +101,19 @@ def build_layout(model, stored: dict[str, tuple[int, ...]], aliases: dict[str, s
         rules += [r for r in fired if r not in rules]
     filled = set(to_model.values())
     unfilled = tuple(k for k, _ in model.named_parameters(remove_duplicate=False) if k not in filled)
-    return Layout(type(model).__name__, to_model, tuple(unused), unfilled, dict(aliases), tuple(rules))
+    return Layout(type(model).__name__, to_model, tuple(unused), unfilled, dict(aliases), _summarise(rules),
+                  unused_as)
+
+
+def _summarise(rules: list[str]) -> tuple[str, ...]:
+    """One line per kind of rule, not per tensor: 'h.0.attn read as transformer.h.0.attn' x 48 -> its first."""
+    out, seen = [], set()
+    for rule in rules:
+        shape = "".join("#" if c.isdigit() else c for c in rule)
+        if shape not in seen:
+            seen.add(shape)
+            out.append(rule)
+    return tuple(out)
 
 
 @functools.lru_cache(maxsize=8)
@@ -92,6 +128,17 @@ def checkpoint_layout(folder: str | os.PathLike) -> Layout:
     stamp = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
                          for p in folder.iterdir() if p.is_file()))
     return _layout(str(folder), stamp)
+
+
+def stored_tagger(folder: str | os.PathLike, family: str | None = None):
+    """tag(stored name, shape, floating) -> Tag for the tensors of an HF folder's checkpoint: its layout maps
+    each stored name onto the model, whose anatomy says what the tensor is."""
+    layout, anatomy = checkpoint_layout(folder), model_anatomy(folder)
+
+    def tag(name: str, shape: tuple[int, ...], floating: bool = True):
+        model_name = layout.to_model.get(name) or layout.unused_as.get(name, name)
+        return anatomy.tag(model_name, shape, family, floating, stored_name=name)
+    return tag
 
 
 def _owner(model, name: str):

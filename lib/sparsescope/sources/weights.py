@@ -1,16 +1,15 @@
-"""Weights straight from checkpoint files, one tensor at a time, and what each tensor is.
+"""Weights straight from checkpoint files, one tensor at a time.
 
 `iter_tensors(folder)` never builds the model: it maps each tensor of each safetensors shard on its
 own (copy-on-write, so nothing is copied until written) and the mapping goes when the tensor does, so
-memory holds about one tensor whatever the model size. `tag(name, shape)` says
-where a tensor sits (stack, block, component) and whether one-shot pruning touches it.
+memory holds about one tensor whatever the model size. What each tensor is comes from the model's anatomy
+(anatomy.py, through the checkpoint's layout: layouts.stored_tagger).
 """
 from __future__ import annotations
 
 import json
 import mmap
 import os
-import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,56 +217,3 @@ class CheckpointReader:
         path, info = self.safetensors[name]
         with open(path, "rb") as f:
             return map_tensor(f, info)
-
-
-# -------------------------------------------------------------------------------------- tagging
-@dataclass(frozen=True)
-class Tag:
-    """Where a tensor sits. stack: encoder/decoder/shared; block: index or None outside blocks."""
-    name: str
-    stack: str
-    block: int | None
-    component: str
-    prunable: bool
-
-
-PRUNABLE_COMPONENTS = ("attention", "mlp")
-# The names of the ModuleLists that hold transformer blocks, across BERT, GPT-2, T5, Llama and Whisper.
-BLOCK_LIST_NAMES = ("layer", "layers", "h", "block", "blocks")
-BLOCK_PATTERN = re.compile(r"(?:^|\.)(?:%s)\.(\d+)\." % "|".join(BLOCK_LIST_NAMES))
-
-_STACK = re.compile(r"^(?:[A-Za-z_]+\.)?(encoder|decoder)\.")
-# First match wins, so the order matters: a LayerNorm inside attention is a norm, not attention.
-_COMPONENT_RULES = [
-    ("buffer", re.compile(r"(?:^|\.)attn\.(?:masked_)?bias$|position_ids$|\.num_batches_tracked$")),
-    ("position", re.compile(r"position|relative_attention_bias|(?:^|\.)wpe\.")),
-    ("embedding", re.compile(r"embed|(?:^|\.)wte\.|word_embeddings|token_type|(?:^|\.)shared\.weight$")),
-    ("norm", re.compile(r"norm|(?:^|\.)ln_|layer_norm", re.IGNORECASE)),
-    ("conv", re.compile(r"(?:^|\.)conv\d*\.")),
-    ("head", re.compile(r"lm_head|proj_out|(?:^|\.)cls\.|pooler|classifier|(?:^|\.)score\.")),
-    ("bias", re.compile(r"(?:\.bias|\.beta)$")),
-    ("attention", re.compile(r"attn|attention|"
-                             r"(?:^|\.)(?:q|k|v|o|query|key|value|q_proj|k_proj|v_proj|o_proj)\.",
-                             re.IGNORECASE)),
-    ("mlp", re.compile(r"mlp|ffn|DenseReluDense|intermediate|output\.dense|(?:^|\.)(?:fc\d|c_fc|c_proj|"
-                       r"gate_proj|up_proj|down_proj|wi|wi_0|wi_1|wo|dense_h_to_4h|dense_4h_to_h)\.")),
-]
-FAMILY_DEFAULT_STACK = {"encoder-only": "encoder", "decoder-only": "decoder", "encoder-decoder": "shared"}
-
-
-def tag(name: str, shape: tuple[int, ...], family: str | None = None, floating: bool = True) -> Tag:
-    """Tag a tensor by its HF name across BERT, GPT-2, T5, Llama and Whisper naming."""
-    m = _STACK.match(name)
-    stack = m.group(1) if m else FAMILY_DEFAULT_STACK.get(family or "", "shared")
-    m = BLOCK_PATTERN.search(name)
-    block = int(m.group(1)) if m else None
-    component = "buffer" if not floating else next(
-        (c for c, rule in _COMPONENT_RULES if rule.search(name)), "other")
-    prunable = len(shape) == 2 and block is not None and component in PRUNABLE_COMPONENTS
-    return Tag(name, stack, block, component, prunable)
-
-
-def name_in_block(name: str) -> str:
-    """A tensor's name inside its block: 'model.layers.3.mlp.up_proj.weight' -> 'mlp.up_proj.weight'."""
-    m = BLOCK_PATTERN.search(name)
-    return name[m.end():] if m else name
