@@ -92,7 +92,7 @@ ANY = {
     "electra": ("ElectraForMaskedLM", "ElectraConfig", dict(vocab_size=30522, embedding_size=16, hidden_size=32,
                                                              num_hidden_layers=2, num_attention_heads=2,
                                                              intermediate_size=128, max_position_embeddings=512)),
-    "bart": ("BartForConditionalGeneration", "BartConfig", dict(vocab_size=V, d_model=32, encoder_layers=2, decoder_layers=2,
+    "bart": ("BartForConditionalGeneration", "BartConfig", dict(vocab_size=V + 1, d_model=32, encoder_layers=2, decoder_layers=2,
                                                                  encoder_attention_heads=2, decoder_attention_heads=2,
                                                                  encoder_ffn_dim=128, decoder_ffn_dim=96,
                                                                  max_position_embeddings=512)),
@@ -142,6 +142,11 @@ def any_models(tmp_path_factory) -> dict[str, Path]:
             copy_processor_files("minilm-l6", root / name)
         elif name == "t5-relu":
             add_t5_sentinels(model_folder_of("smollm2-135m"), root / name)
+        elif name == "bart":  # BART's tokenizers carry a <mask> token for text infilling
+            from transformers import AutoTokenizer
+            tokenizer = AutoTokenizer.from_pretrained(model_folder_of("smollm2-135m"))
+            tokenizer.add_special_tokens({"mask_token": "<mask>"})
+            tokenizer.save_pretrained(root / name)
         else:
             copy_processor_files("smollm2-135m", root / name)
         out[name] = root / name

@@ -5,7 +5,9 @@ Objectives, chosen from the model's architecture:
 - masked-lm (BERT with its MLM head): masked-LM loss and top-1 accuracy, 15% of tokens masked, seeded;
 - sentence-embedding (MiniLM, no head): cosine of pruned to dense mean-pooled embeddings, and retrieval
   top-1 (a passage's first half must find its own second half among all second halves);
-- span-corruption (T5 v1.1): loss on T5's own noise (15% density, mean span 3, sentinels), seeded;
+- span-corruption (T5 v1.1): loss on T5's own noise (15% density, mean span 3, sentinels), seeded; for an
+  encoder-decoder whose tokenizer has a mask token and no sentinels (BART), the same spans become one mask
+  token each and the loss is on rebuilding the whole window (BART's text infilling);
 - speech (Whisper): teacher-forced token loss over the transcript's tokens and end of text (not the
   forced prompt), and greedy word error rate on held-out sentences spoken by espeak-ng, both sides
   through Whisper's English text normaliser.
@@ -251,14 +253,20 @@ class QualityEvaluator:
     def _build_span_corruption(self, model):
         rng = np.random.default_rng(self.budget.seed)
         sentinels = self.tokenizer.convert_tokens_to_ids([f"<extra_id_{i}>" for i in range(100)])
-        if any(s is None or s == self.tokenizer.unk_token_id for s in sentinels):
-            raise SparsescopeError(f"{self.folder}: the tokenizer has no <extra_id_N> sentinels for span "
-                                   "corruption")
+        infilling = any(s is None or s == self.tokenizer.unk_token_id for s in sentinels)
+        if infilling and self.tokenizer.mask_token_id is None:
+            raise SparsescopeError(f"{self.folder}: the tokenizer has neither <extra_id_N> sentinels (T5's span "
+                                   "corruption) nor a mask token (BART's text infilling): add its tokenizer files")
         start = model.generation_config.decoder_start_token_id
         start = model.config.pad_token_id if start is None else start
         batches = []
         for w in self._windows(self._token_ids(), min(self.budget.window, 512)):
-            inputs, targets = span_corrupt(w, sentinels, self.tokenizer.eos_token_id, rng)
+            if infilling:  # BART: each noise span becomes one mask token; the decoder rebuilds the window
+                inputs, _ = span_corrupt(w, [self.tokenizer.mask_token_id] * len(w), self.tokenizer.eos_token_id,
+                                         rng)
+                targets = [*w, self.tokenizer.eos_token_id]
+            else:
+                inputs, targets = span_corrupt(w, sentinels, self.tokenizer.eos_token_id, rng)
             batches.append({"input_ids": torch.tensor([inputs]), "labels": torch.tensor([targets]),
                             "decoder_input_ids": torch.tensor([[start, *targets[:-1]]])})
         return batches

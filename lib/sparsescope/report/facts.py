@@ -315,9 +315,9 @@ METRIC_WORDS = {
 # the primary metric a model was scored by -> the objective as the report names it
 OBJECTIVES = {
     "perplexity": "perplexity for causal LMs",
-    "mlm_loss": "masked-LM loss for BERT with its head",
+    "mlm_loss": "masked-LM loss for encoders with their masked-LM head (BERT, RoBERTa)",
     "retrieval_top1": "embedding fidelity and passage retrieval for a sentence encoder",
-    "span_loss": "span-corruption loss for T5",
+    "span_loss": "span-corruption loss (T5; text infilling for BART)",
     "token_loss": "teacher-forced token loss on synthesised speech for Whisper",
     "wer": "word error rate of Whisper's transcripts",
 }

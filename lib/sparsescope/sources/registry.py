@@ -74,13 +74,19 @@ def profile_models(profile: str) -> list[str]:
 
 
 def family_from_config(config: dict) -> str:
+    """encoder-decoder, decoder-only or encoder-only: from the architectures config.json names, else from
+    which heads transformers has for the model type (a masked-LM head means an encoder: BERT also has a causal
+    head, for decoder use)."""
     if config.get("is_encoder_decoder"):
         return "encoder-decoder"
     archs = " ".join(config.get("architectures") or [])
-    causal_types = ("gpt2", "llama", "gpt_neox", "opt")
-    if "CausalLM" in archs or "LMHead" in archs or config.get("model_type") in causal_types:
-        return "decoder-only"
-    return "encoder-only"
+    if archs:
+        return "decoder-only" if "CausalLM" in archs or "LMHead" in archs else "encoder-only"
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+    kind = config.get("model_type")
+    causal = kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    return "decoder-only" if causal else "encoder-only"
 
 
 def resolve(model: str) -> ModelEntry:
