@@ -141,7 +141,7 @@ def seed_grid(workers=(1, 2, 4, 8, 16, 32), measured: dict | None = None) -> dic
     counts, depth, critical path, and the time on N workers."""
     sizes = {m: int(b) for m, b in SEED_FP32_BYTES.items()}
     tasks = plan(list(sizes), Path(tempfile.gettempdir()) / "seed-grid-plan", None, sizes,
-                 report_dir=Path(tempfile.gettempdir()))
+                 report_dir=Path(tempfile.gettempdir()), open_models=False)
     measured = rehearsal_seconds() if measured is None else measured
     timed = {t.key: task_seconds(t, measured, sizes) for t in tasks}
     seconds = {k: s for k, (s, _) in timed.items()}

@@ -234,19 +234,17 @@ def _config_object(config: dict):
     return CONFIG_MAPPING[cfg.pop("model_type")](**cfg)
 
 
-def _meta_state_shapes(model_class: str, config: dict) -> dict[str, tuple[int, ...]]:
+def _meta_state_shapes(model_class: str, config: dict) -> tuple[dict[str, tuple[int, ...]], set[str]]:
+    """The model's state shapes on the meta device, and the model names of its prunable matrices (from the
+    suite's anatomy: the one home of what a tensor is)."""
     import transformers
+    from sparsescope.sources.anatomy import Anatomy
     with torch.device("meta"):
         model = getattr(transformers, model_class)(_config_object(config))
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}, set(Anatomy(model).matrices)
 
 
 _GAIN = re.compile(r"(LayerNorm\.(weight|gamma)|ln_\d\.weight|ln_f\.weight|layer_norm\.weight)$")
-_GPT2_PRUNABLE = re.compile(r"^h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$")
-_BERT_PRUNABLE = re.compile(r"^bert\.encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense|"
-                            r"intermediate\.dense|output\.dense)\.weight$")
-_T5_PRUNABLE = re.compile(r"^(encoder|decoder)\.block\.\d+\.layer\.\d+\.(SelfAttention|EncDecAttention|DenseReluDense)"
-                          r"\.(q|k|v|o|wi|wi_0|wi_1|wo)\.weight$")
 
 
 def hub_tensor_specs(name: str, config: dict | None = None, *, masked_bias: bool = False,
@@ -264,33 +262,33 @@ def hub_tensor_specs(name: str, config: dict | None = None, *, masked_bias: bool
     specs: list[TensorSpec] = []
     f32 = torch.float32
     if layout.kind == "gpt2-safetensors":
-        shapes = _meta_state_shapes("GPT2LMHeadModel", config)
+        shapes, prunable = _meta_state_shapes("GPT2LMHeadModel", config)
         n_ctx = int(config.get("n_ctx", config.get("n_positions", 1024)))
         for key, shape in shapes.items():
             if key == "lm_head.weight":
                 continue  # tied to wte, not stored
             hub = key.removeprefix("transformer.")
             specs.append(TensorSpec(hub, shape, f32, "param", "gain" if _GAIN.search(hub) else "normal",
-                                    prunable=bool(_GPT2_PRUNABLE.match(hub))))
+                                    prunable=key in prunable))
             m = re.match(r"^h\.(\d+)\.ln_1\.bias$", hub)
             if m:  # the old GPT2Attention registered its buffers before its sub-modules
                 specs.append(TensorSpec(f"h.{m[1]}.attn.bias", (1, 1, n_ctx, n_ctx), f32, "buffer", "tril"))
                 if masked_bias:
                     specs.append(TensorSpec(f"h.{m[1]}.attn.masked_bias", (), f32, "buffer", "scalar"))
     elif layout.kind == "bert-legacy-safetensors":
-        shapes = _meta_state_shapes("BertForPreTraining", config)
+        shapes, prunable = _meta_state_shapes("BertForPreTraining", config)
         for key, shape in shapes.items():
             if key in ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias"):
                 continue  # tied to bert.embeddings.word_embeddings.weight / cls.predictions.bias, not stored
             hub = re.sub(r"LayerNorm\.weight$", "LayerNorm.gamma", key)
             hub = re.sub(r"LayerNorm\.bias$", "LayerNorm.beta", hub)
             specs.append(TensorSpec(hub, shape, f32, "param", "gain" if _GAIN.search(hub) else "normal",
-                                    prunable=bool(_BERT_PRUNABLE.match(hub))))
+                                    prunable=key in prunable))
             if position_ids and hub == "bert.embeddings.LayerNorm.beta":
                 specs.append(TensorSpec("bert.embeddings.position_ids",
                                         (1, int(config["max_position_embeddings"])), torch.int64, "buffer", "arange"))
     elif layout.kind == "t5-pickle":
-        shapes = _meta_state_shapes("T5ForConditionalGeneration", config)
+        shapes, prunable = _meta_state_shapes("T5ForConditionalGeneration", config)
         tied_head = bool(config.get("tie_word_embeddings", True))
         for key, shape in shapes.items():
             alias = None
@@ -298,7 +296,7 @@ def hub_tensor_specs(name: str, config: dict | None = None, *, masked_bias: bool
                     key == "lm_head.weight" and tied_head):
                 alias = "shared.weight"
             specs.append(TensorSpec(key, shape, f32, "param", "gain" if _GAIN.search(key) else "normal",
-                                    alias_of=alias, prunable=bool(_T5_PRUNABLE.match(key))))
+                                    alias_of=alias, prunable=key in prunable))
             if t5_cross_attention_bias and key == "decoder.block.0.layer.1.EncDecAttention.o.weight":
                 bias = shapes["decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
                 specs.append(TensorSpec("decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight",
@@ -897,7 +895,10 @@ def count_file_weights(snapshot: str | os.PathLike, prunable: Callable[[str], bo
     """(floating weights, prunable weights) of the files on disk: storages shared by several names counted once;
     buffers (GPT-2 `attn.bias` / `attn.masked_bias`, BERT `position_ids`) excluded."""
     buffers = re.compile(r"(\.attn\.(bias|masked_bias)|\.position_ids)$")
-    prunable = prunable or (lambda k: bool(_GPT2_PRUNABLE.match(k) or _BERT_PRUNABLE.match(k) or _T5_PRUNABLE.match(k)))
+    if prunable is None:  # what the suite prunes: its anatomy, through the snapshot's layout
+        from sparsescope.sources.layouts import stored_tagger
+        tag = stored_tagger(snapshot)
+        prunable = lambda k: tag(k, ()).prunable  # noqa: E731
     seen, total, pruned = set(), 0, 0
     for key, t in file_tensors(snapshot).items():
         if buffers.search(key) or not t.dtype.is_floating_point:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 import transformers
@@ -15,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from conftest import ANY, ANY_DTYPE, build_any, copy_processor_files, linear_weights_in_blocks
 from sparsescope import SparsescopeError
+from sparsescope.artifacts import results_path
 from sparsescope.analysis.statistics import analyze_folder
 from sparsescope.evaluation.quality import Budget, QualityEvaluator, evaluate_checkpoints
 from sparsescope.pruning.runs import PruneSpec, applicable_runs, plan_runs, prune_model, prune_runs, read_skipped
@@ -217,3 +219,17 @@ def bert_with_gamma(src, folder):
     save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
     (folder / "config.json").write_text((src / "config.json").read_text())
     return folder
+
+
+def test_the_default_report_completes_on_opt_and_roberta(any_models, tmp_path):
+    """`make report MODELS="<tiny OPT> <tiny RoBERTa>"`: the default grid (ffn_activation included) on two
+    architectures the suite never names, small budgets, through the task graph to the HTML report."""
+    from sparsescope.report.pipeline import run_models
+    models = [str(any_models["opt"]), str(any_models["roberta"])]
+    knobs = {"sparsities": [0.5], "n_samples": 2, "seqlen": 32, "n_tokens": 64, "window": 32, "batch_sizes": [1],
+             "runtime_seqlen": 16, "kernel_sparsities": [0.5], "kernel_tokens": [16], "repeats": 2}
+    grid = run_models(models, tmp_path / "results", knobs=knobs, report_dir=tmp_path / "report")
+    assert grid.report.exists() and grid.report.with_suffix(".pdf").exists()
+    for model in models:
+        table = pd.read_csv(results_path(tmp_path / "results", model, "pruning") / "pruning.csv")
+        assert {"ffn_activation", "wanda", "sparsegpt", "global_magnitude"} <= set(table["method"])

@@ -19,6 +19,7 @@ import pytest
 
 from sparsescope import SparsescopeError
 from sparsescope.artifacts import result_slug, results_path
+from sparsescope.pruning.runs import plan_runs
 from sparsescope.report.pipeline import (MARKER, NOTEBOOKS, ProgressStream, build_report, execute, marker_key,
                                          run_model, run_models, run_notebook, run_once, stage_parameters)
 
@@ -209,7 +210,9 @@ def test_stage_parameters_are_the_notebook_defaults_with_the_knobs():
     p = stage_parameters("pruning", "gpt2", {"sparsities": [0.5], "nm": None, "corpus": "wikitext2"})
     # defaults as written in notebooks/02_pruning.ipynb; corpus is not a parameter of notebook 02
     assert p["sparsities"] == [0.5] and p["nm"] is None and p["n_samples"] is None and p["device"] == "auto"
-    assert p["methods"] == ["global_magnitude", "layer_magnitude", "nm_magnitude", "wanda", "sparsegpt", "ffn_activation"]
+    assert p["methods"] is None  # the default grid: runs that cannot apply are skipped
+    assert {s.method for s in plan_runs(p["methods"], [0.5])} == {
+        "global_magnitude", "layer_magnitude", "nm_magnitude", "wanda", "sparsegpt", "ffn_activation"}
     assert "corpus" not in p and "out_dir" not in p and p["model"] == "gpt2"
     b = stage_parameters("benchmarks", "gpt2", {"n_tokens": 512, "seed": 3}, "results/gpt2/pruning")
     assert (b["n_tokens"], b["seed"], b["window"], b["corpus"]) == (512, 3, 512, "sotu")

@@ -255,7 +255,8 @@ def per_tensor(blocks: int, stacks=("encoder", "decoder")) -> pd.DataFrame:
             for leaf in ("down_proj", "q_proj", "up_proj", "k_proj", "o_proj", "v_proj", "gate_proj"):
                 part = "mlp" if leaf in ("down_proj", "up_proj", "gate_proj") else "self_attn"
                 rows.append({"name": f"model.{stack}.layers.{b}.{part}.{leaf}.weight", "stack": stack,
-                             "block": float(b), "n": 100, "n_zero": (7 * b) % 100})
+                             "block": float(b), "role": leaf.removesuffix("_proj"), "n": 100,
+                             "n_zero": (7 * b) % 100})
     return pd.DataFrame(rows).sample(frac=1, random_state=0)  # stored order is not depth order
 
 
@@ -547,3 +548,15 @@ def test_a_de_quantised_model_carries_its_origin():
         name = "smollm2-135m"
         dist = type("D", (), {"summary": {"model_info": {"note": "de-quantised from a Q4_1 GGUF"}}})()
     assert "Q4_1" in caveat(M()) and "4-bit grid" in caveat(M())
+
+
+def test_default_runs_left_out_are_named_in_one_sentence():
+    from types import SimpleNamespace
+    skipped = pd.DataFrame([{"run": "ffn_activation-0.5", "method": "ffn_activation", "target_sparsity": 0.5,
+                             "reason": "ffn_activation-0.5 would remove 70 FFN neurons of 64 in every module; keeping "
+                                       "one, at most 44.1% of the prunable parameters can go this way"}])
+    models = [SimpleNamespace(name="tiny-opt", skipped=skipped), SimpleNamespace(name="gpt2", skipped=pd.DataFrame())]
+    said = F.skipped_sentence(models)
+    assert said.startswith("The default grid left out what cannot apply to a model: ffn_activation 50% of tiny-opt (")
+    assert said.endswith("at most 44.1% of the prunable parameters can go this way).") and ". " not in said
+    assert F.skipped_sentence(models[1:]) == ""

@@ -255,15 +255,16 @@ class QualityEvaluator:
         sentinels = self.tokenizer.convert_tokens_to_ids([f"<extra_id_{i}>" for i in range(100)])
         infilling = any(s is None or s == self.tokenizer.unk_token_id for s in sentinels)
         if infilling and self.tokenizer.mask_token_id is None:
-            raise SparsescopeError(f"{self.folder}: the tokenizer has neither <extra_id_N> sentinels (T5's span "
-                                   "corruption) nor a mask token (BART's text infilling): add its tokenizer files")
+            raise SparsescopeError(f"{self.folder}: the tokenizer has neither <extra_id_N> sentinels (T5's "
+                                   "span corruption) nor a mask token (BART's text infilling): add its "
+                                   "tokenizer files")
         start = model.generation_config.decoder_start_token_id
         start = model.config.pad_token_id if start is None else start
         batches = []
         for w in self._windows(self._token_ids(), min(self.budget.window, 512)):
             if infilling:  # BART: each noise span becomes one mask token; the decoder rebuilds the window
-                inputs, _ = span_corrupt(w, [self.tokenizer.mask_token_id] * len(w), self.tokenizer.eos_token_id,
-                                         rng)
+                masks = [self.tokenizer.mask_token_id] * len(w)
+                inputs, _ = span_corrupt(w, masks, self.tokenizer.eos_token_id, rng)
                 targets = [*w, self.tokenizer.eos_token_id]
             else:
                 inputs, targets = span_corrupt(w, sentinels, self.tokenizer.eos_token_id, rng)

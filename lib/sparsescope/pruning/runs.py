@@ -45,7 +45,8 @@ from .wanda import Wanda
 METHODS = ("global_magnitude", "layer_magnitude", "nm_magnitude", "wanda", "sparsegpt", *STRUCTURED)
 # the default grid (methods=None): every unstructured method and one structured one; a default run that
 # cannot apply to a model is skipped with one line (applicable_runs), a method asked for by name refuses
-DEFAULT_METHODS = ("global_magnitude", "layer_magnitude", "nm_magnitude", "wanda", "sparsegpt", "ffn_activation")
+DEFAULT_METHODS = ("global_magnitude", "layer_magnitude", "nm_magnitude", "wanda", "sparsegpt",
+                   "ffn_activation")
 SAVE_FORMATS = ("compressed", "dense", "both")
 CALIBRATED = ("wanda", "sparsegpt", "ffn_activation", "heads")
 NM_METHODS = ("nm_magnitude", "wanda", "sparsegpt")
@@ -384,7 +385,9 @@ def read_skipped(pruning_dir) -> pd.DataFrame:
     """skipped.csv of a notebook-02 out_dir: default-grid runs that could not apply, with why (empty for
     older folders)."""
     path = Path(pruning_dir) / "skipped.csv"
-    return pd.read_csv(path, keep_default_na=False) if path.exists() else pd.DataFrame(columns=SKIPPED_COLUMNS)
+    if not path.exists():
+        return pd.DataFrame(columns=SKIPPED_COLUMNS)
+    return pd.read_csv(path, keep_default_na=False)
 
 
 def read_pruning_table(pruning_dir) -> pd.DataFrame:

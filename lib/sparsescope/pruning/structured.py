@@ -103,7 +103,8 @@ class StructuredPruner:
             return (w * w).sum(axis)
         for u in self.units:
             # per neuron: its column of the output projection, its row of every input part
-            norms = squares(u.output, 0) + sum(squares(p, 1).reshape(parts, -1).sum(0) for p, parts in u.inputs)
+            rows = sum(squares(p, 1).reshape(parts, -1).sum(0) for p, parts in u.inputs)
+            norms = squares(u.output, 0) + rows
             self.kept[u.output] = keep_best(u, norms.reshape(u.n, u.size).sum(1), self.removed)
 
     def _by_activation(self, model, inputs: dict, progress: bool) -> None:

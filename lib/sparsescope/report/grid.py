@@ -76,13 +76,16 @@ class GridRun:
 
 # ---------------------------------------------------------------------------------------------- plan
 def plan(models: list[str], results: Path, knobs: dict | None, sizes: dict[str, int], gpu: bool = False,
-         kernel: str = KERNEL, report_dir: Path | None = None, evaluate_each: bool = True) -> list[Task]:
+         kernel: str = KERNEL, report_dir: Path | None = None, evaluate_each: bool = True,
+         open_models: bool = True) -> list[Task]:
     """The task graph, in the order a single worker runs it (today's serial order: per model notebook 01,
     the pruning runs, notebook 02, quality, runtime, notebook 03; then the report). `sizes`: each model's
     bytes in float32; `gpu`: whether some worker declares GPUs. `evaluate_each`: one quality task per
     checkpoint (they spread over workers); False: one per model, as notebook 03 scores them (one Python,
     the dense reference built once), for a single worker, where spreading buys nothing and every task's
-    start-up and dense pass would be paid again."""
+    start-up and dense pass would be paid again. `open_models` False: plan every run of the grid without
+    reading the models (offline planning, bench/grid_scaling.py), so default runs a model cannot take stay
+    in."""
     from ..evaluation.runtime import TWO_MODELS
     from ..pruning.runs import CALIBRATED, applicable_runs, plan_runs
     token = uuid.uuid4().hex[:8]  # keys unique to this run: a long-lived cluster keeps no stale results
@@ -115,7 +118,7 @@ def plan(models: list[str], results: Path, knobs: dict | None, sizes: dict[str, 
         prunes = {}
         # notebook 02 runs prune_runs on the same plan: it finds these runs done and skips the same ones
         planned = plan_runs(pp["methods"], pp["sparsities"], pp["nm"], **_calibration(pp))
-        specs, _ = applicable_runs(model, planned, skip=pp["methods"] is None)
+        specs = applicable_runs(model, planned, skip=pp["methods"] is None)[0] if open_models else planned
         for spec in specs:
             calibrated = spec.method in CALIBRATED
             prunes[spec.label] = add("prune", model, f"prune {spec.label}",

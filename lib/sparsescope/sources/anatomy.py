@@ -1,5 +1,5 @@
-"""A model's anatomy, read from the model itself (its modules, built on the meta device) and its config — never
-from a table of model types — so that any transformer transformers builds is understood the same way.
+"""A model's anatomy, read from the model itself (its modules, built on the meta device) and its config —
+never from a table of model types — so that any transformer transformers builds is understood the same way.
 
 - Blocks: every ModuleList of containers holding linear layers (nn.Linear or GPT-2's Conv1D), outermost
   only (T5's `block.N.layer` list sits inside a block), encoder stack first.
@@ -7,16 +7,17 @@ from a table of model types — so that any transformer transformers builds is u
   module around it inside the block is an attention class, else mlp) and role (q, k, v, qkv, o, 'cross …';
   gate, up, gate_up, down).
 - FFN units: which config field holds the FFN width is found by asking the model: the config is rebuilt on the
-  meta device with one candidate field changed, and the field whose change moves exactly the FFN matrices' unit
-  axis (down's inputs; up's, gate's and a fused gate_up's outputs, k × width for k fused parts) is the width.
+  meta device with one candidate field changed, and the field whose change moves exactly the FFN matrices'
+  unit axis (down's inputs; up's, gate's and a fused gate_up's outputs, k × width for k fused parts) is the
+  width.
   So `intermediate_size`, `ffn_dim`, `hidden_dim`, `d_ff`, `encoder_ffn_dim` / `decoder_ffn_dim` and GPT-2's
   `n_inner` (None: 4 × hidden) are all found without naming them.
 - Attention heads, the same way: fewer query heads (one per KV group) with the head size held in `head_dim`;
   where the model then keeps its head size (heads = hidden / count) or other tensors change shape (T5's shared
   relative position bias), the config cannot describe fewer heads, and the reason says which.
 
-Everything that needs to know what a tensor is — the statistics' tags, the pruning methods, structured pruning,
-the report's role names — asks this module.
+Everything that needs to know what a tensor is — the statistics' tags, the pruning methods, structured
+pruning, the report's role names — asks this module.
 """
 from __future__ import annotations
 
@@ -104,7 +105,7 @@ class Unit:
     kind: str                  # "ffn" or "heads"
     stack: str
     block: str                 # model path of the block
-    inputs: tuple[tuple[str, int], ...]  # (model path, fused parts) of the layers whose output rows compute them
+    inputs: tuple[tuple[str, int], ...]  # (model path, fused parts) of the layers whose rows compute them
     output: str                # model path of the layer whose input columns read them
     n: int                     # units in the module
     size: int                  # columns per unit: 1 for a neuron, head_dim for a head
@@ -127,8 +128,8 @@ def _config_fields(config) -> dict:
 
 
 def _probe(model, changes: dict) -> dict[str, tuple[int, ...]] | None:
-    """Parameter shapes of the model's class built on the meta device from its config with `changes`; None when
-    the config refuses them or the model cannot be built so."""
+    """Parameter shapes of the model's class built on the meta device from its config with `changes`; None
+    when the config refuses them or the model cannot be built so."""
     from accelerate import init_empty_weights
     config = copy.deepcopy(model.config)
     try:
@@ -187,8 +188,9 @@ class Anatomy:
             leaf = path.rpartition(".")[2]
             if attention:
                 role = named[path] or ("o" if len(unnamed[attention]) == 1 else leaf)
-                if CROSS.search(attention.removeprefix(block_path) + type(
-                        self.model.get_submodule(attention)).__name__) and role in ("q", "k", "v", "qkv", "o"):
+                kind = type(self.model.get_submodule(attention)).__name__
+                where = attention.removeprefix(block_path) + kind
+                if CROSS.search(where) and role in ("q", "k", "v", "qkv", "o"):
                     role = f"cross {role}"
             else:
                 role = ffn_roles.get(path, leaf)
@@ -242,8 +244,8 @@ class Anatomy:
         if missing:
             detail = f" ({reasons[0]})" if reasons else ""
             return Structure(refusal=f"no field of {type(self.model.config).__name__} holds the FFN width of "
-                                     f"{self.model_class}'s block {missing[0]}{detail}, so a narrower FFN cannot "
-                                     "be written in its config")
+                                     f"{self.model_class}'s block {missing[0]}{detail}, so a narrower FFN "
+                                     "cannot be written in its config")
         fields_by_stack: dict[str, set] = {}
         for block, (key, _) in controlled.items():
             fields_by_stack.setdefault(self.block_paths[block][0], set()).add(key)
@@ -287,8 +289,8 @@ class Anatomy:
             if len(outputs) != 1 or not inputs or width2 - width != WIDTH_STEP or (
                     old is not None and width != old) or any(p * width != matrix_shape(
                         self.model.get_submodule(q))[0] for q, p in inputs):
-                return [], (f"changing {key} reshapes {[p for p, _ in inputs] + outputs} of {block_path}, not one "
-                            "FFN's neurons")
+                return [], (f"changing {key} reshapes {[p for p, _ in inputs] + outputs} of {block_path}, "
+                            "not one FFN's neurons")
             down = self.model.get_submodule(outputs[0])
             params = sum(parts * matrix_shape(self.model.get_submodule(p))[1] for p, parts in inputs) + \
                 matrix_shape(down)[0]
@@ -342,18 +344,18 @@ class Anatomy:
                 claimed |= {f"{path}.weight", f"{path}.bias"}
             out_shapes = changed.get(m.name)
             if not ins or out_shapes is None:
-                return Structure(refusal=f"{self.model_class} builds its attention with head size = hidden size / "
-                                         f"number of heads and reads no head_dim: with fewer heads each head "
-                                         f"would grow, {cannot}")
+                return Structure(refusal=f"{self.model_class} builds its attention with head size = hidden "
+                                         f"size / number of heads and reads no head_dim: with fewer heads "
+                                         f"each head would grow, {cannot}")
             claimed.add(m.name)
             expected = len(ins) if not grouped else 1
             if len(ins) != expected:
                 return Structure(refusal=f"{attention}: {len(ins)} projections change with the head count, "
                                          f"expected {expected}; {cannot}")
             n_in = sum(matrix_shape(self.model.get_submodule(p))[1] for p, _ in ins)
+            n_out = matrix_shape(self.model.get_submodule(m.module))[0]
             units.append(Unit("heads", m.stack, m.block_path, tuple(ins), m.module, heads, head_dim,
-                              kv if grouped else 1, (n_in + matrix_shape(self.model.get_submodule(m.module))[0])
-                              * head_dim))
+                              kv if grouped else 1, (n_in + n_out) * head_dim))
         stray = [k for k in changed if k not in claimed]
         if stray:
             return Structure(refusal=f"with fewer heads {stray[0]} changes shape too ({changed[stray[0]]}): "

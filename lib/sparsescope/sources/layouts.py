@@ -1,4 +1,4 @@
-"""How a checkpoint's stored names map onto its model's parameters, by the rules `from_pretrained` itself uses.
+"""How a checkpoint's stored names map onto its model's parameters, by the rules from_pretrained itself uses.
 
 The hub's files are not what `save_pretrained` writes: GPT-2 repos store bare names (`h.0.attn.c_attn.weight`,
 no `transformer.` prefix) beside causal-mask buffers and no `lm_head`; BERT repos keep the legacy
@@ -68,9 +68,10 @@ class Renamer:
             key, converted = rename_source_key(name, [], [], self.prefix, self.meta)
         if converted is not None:
             raise SparsescopeError(f"transformers converts the stored tensor {name} (pattern {converted!r}) "
-                                   f"into {self.model_class}'s {key} instead of renaming it (tensors merged or "
-                                   "split): sparsescope maps stored tensors one to one, so it cannot read this "
-                                   "checkpoint; save it again with save_pretrained from the loaded model")
+                                   f"into {self.model_class}'s {key} instead of renaming it (tensors merged "
+                                   "or split): sparsescope maps stored tensors one to one, so it cannot read "
+                                   "this checkpoint; save it again with save_pretrained from the loaded "
+                                   "model")
         if key == name:
             return key, []
         if self.prefix and key == f"{self.prefix}.{name}":
@@ -106,7 +107,7 @@ def build_layout(model, stored: dict[str, tuple[int, ...]], aliases: dict[str, s
 
 
 def _summarise(rules: list[str]) -> tuple[str, ...]:
-    """One line per kind of rule, not per tensor: 'h.0.attn read as transformer.h.0.attn' x 48 -> its first."""
+    """One line per kind of rule, not per tensor: of 'h.N.… read as transformer.h.N.…' the first."""
     out, seen = [], set()
     for rule in rules:
         shape = "".join("#" if c.isdigit() else c for c in rule)

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from ..artifacts import atomic_dir, cache_dir
 from ..errors import SparsescopeError
+from .anatomy import model_anatomy
 from .ctranslate2_whisper import convert
+from .weights import weight_files
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -173,12 +175,12 @@ def describe(model: str | ModelEntry) -> dict:
     entry = resolve(model) if isinstance(model, str) else model
     folder = model_folder(entry)
     config = json.loads((folder / "config.json").read_text())
-    layers = [config.get(k) for k in ("num_hidden_layers", "n_layer", "num_layers", "encoder_layers")]
-    n_enc = next((x for x in layers if x), 0)
-    n_dec = config.get("num_decoder_layers") or config.get("decoder_layers") or 0
+    weight_files(folder)  # a folder without weights says so before its model is built
+    blocks = {stack: len(b) for stack, _, b in model_anatomy(folder).stacks}
+    layers = " + ".join(str(blocks[s]) for s in ("encoder", "decoder") if s in blocks) or "0"
     return {**entry.as_dict(), "family": entry.family or family_from_config(config), "folder": str(folder),
             "architecture": (config.get("architectures") or [config.get("model_type", "?")])[0],
-            "layers": f"{n_enc} + {n_dec}" if config.get("is_encoder_decoder") else str(n_enc),
+            "layers": layers,
             "dtype": config.get("dtype") or config.get("torch_dtype") or "float32"}
 
 
@@ -219,7 +221,13 @@ def empty_model(folder: str | Path):
     real; its generation config read from the folder where there is one. Never trusts remote code."""
     from accelerate import init_empty_weights
     from transformers import AutoConfig, GenerationConfig
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    except ValueError as err:  # no or an unknown model_type, or a model that needs remote code
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise SparsescopeError(f"{folder}: transformers cannot build a model from its config.json ({first}); "
+                               "pass a folder written by save_pretrained for a model transformers ships"
+                               ) from None
     with init_empty_weights(include_buffers=False):
         model = auto_class(config).from_config(config, trust_remote_code=False)
     if (Path(folder) / "generation_config.json").exists():
