@@ -233,3 +233,20 @@ def test_the_default_report_completes_on_opt_and_roberta(any_models, tmp_path):
     for model in models:
         table = pd.read_csv(results_path(tmp_path / "results", model, "pruning") / "pruning.csv")
         assert {"ffn_activation", "wanda", "sparsegpt", "global_magnitude"} <= set(table["method"])
+
+
+def test_block_weights_the_model_lacks_are_refused_and_families_follow_the_heads(tiny_models, tmp_path):
+    from sparsescope.sources.registry import family_from_config
+    folder = tmp_path / "extra-block"
+    folder.mkdir()
+    state = load_file(tiny_models["gpt2"] / "model.safetensors")
+    state["transformer.h.9.mlp.c_fc.weight"] = torch.zeros(32, 128)  # a block the 3-layer config lacks
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    (folder / "config.json").write_text((tiny_models["gpt2"] / "config.json").read_text())
+    with pytest.raises(SparsescopeError, match=r"block weights this GPT2LMHeadModel lacks.*h\.9\.mlp\.c_fc"):
+        load_pruned(folder)
+    assert family_from_config({"model_type": "gpt2", "architectures": ["GPT2Model"]}) == "decoder-only"
+    assert family_from_config({"model_type": "llama", "architectures": ["LlamaForSequenceClassification"]}) == \
+        "decoder-only"
+    assert family_from_config({"model_type": "bert", "architectures": ["BertModel"]}) == "encoder-only"
+    assert family_from_config({"model_type": "opt"}) == "decoder-only"

@@ -554,9 +554,11 @@ def test_default_runs_left_out_are_named_in_one_sentence():
     from types import SimpleNamespace
     skipped = pd.DataFrame([{"run": "ffn_activation-0.5", "method": "ffn_activation", "target_sparsity": 0.5,
                              "reason": "ffn_activation-0.5 would remove 70 FFN neurons of 64 in every module; keeping "
-                                       "one, at most 44.1% of the prunable parameters can go this way"}])
+                                       "one, at most 44.1% of the prunable parameters can go this way: choose a share "
+                                       "of at most 0.441"}])
     models = [SimpleNamespace(name="tiny-opt", skipped=skipped), SimpleNamespace(name="gpt2", skipped=pd.DataFrame())]
     said = F.skipped_sentence(models)
     assert said.startswith("The default grid left out what cannot apply to a model: ffn_activation 50% of tiny-opt (")
-    assert said.endswith("at most 44.1% of the prunable parameters can go this way).") and ". " not in said
+    assert said.endswith("at most 44.1% of the prunable parameters can go this way: choose a share of at most "
+                         "0.441).") and ". " not in said
     assert F.skipped_sentence(models[1:]) == ""

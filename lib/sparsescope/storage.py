@@ -39,7 +39,7 @@ from .artifacts import write_json
 from .errors import SparsescopeError
 from .sources.layouts import assign_weights, build_layout, copy_weights, tie_missing
 from .sources.registry import empty_model
-from .sources.anatomy import Anatomy
+from .sources.anatomy import model_anatomy
 from .sources.weights import SAFETENSORS_DTYPES, CheckpointReader, read_safetensors_header, weight_files
 
 FORMAT = "sparsescope-sparse"
@@ -447,8 +447,8 @@ def load_pruned(folder: str | os.PathLike, dtype: torch.dtype | None = None):
     model = empty_model(folder)
     stored = StoredTensors(folder)
     layout = build_layout(model, stored.shapes, stored.aliases, str(folder))
-    anatomy = Anatomy(model)
-    misplaced = [n for n in layout.unused if anatomy.block_of(layout.unused_as[n]) is not None
+    anatomy = model_anatomy(folder)
+    misplaced = [n for n in layout.unused if anatomy.in_block_list(layout.unused_as[n])
                  and anatomy.tag(layout.unused_as[n], stored.shapes.get(n, ())).component != "buffer"]
     if misplaced:
         raise SparsescopeError(f"{folder}: the checkpoint has block weights this {type(model).__name__} "

@@ -336,7 +336,9 @@ def applicable_runs(model: str, specs: list[PruneSpec],
                 structured_units(anatomy, spec, n_weights)
             except SparsescopeError as err:
                 if not skip:
-                    raise SparsescopeError(f"{model}: {spec.label} cannot apply: {err}") from None
+                    said = str(err)
+                    said = said if said.startswith(spec.label) else f"{spec.label} cannot apply: {said}"
+                    raise SparsescopeError(f"{model}: {said}") from None
                 skipped.append({"run": spec.label, "method": spec.method, "target_sparsity": spec.sparsity,
                                 "reason": str(err)})
                 continue

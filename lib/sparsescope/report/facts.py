@@ -123,7 +123,8 @@ def skipped_sentence(models: list[ModelResults]) -> str:
     for m in models:
         for reason, rows in m.skipped.groupby("reason", sort=False) if len(m.skipped) else []:
             runs = " and ".join(run_label(r.method, float(r.target_sparsity), "") for r in rows.itertuples())
-            said.append(f"{runs} of {m.name} ({reason.split(': ', 1)[-1].rstrip('.')})")
+            why = reason.removeprefix("ffn: ").removeprefix("heads: ").rstrip(".")
+            said.append(f"{runs} of {m.name} ({why})")
     if not said:
         return ""
     return ("The default grid left out what cannot apply to a model: " + "; ".join(said) + ".")

@@ -212,6 +212,10 @@ class Anatomy:
                 roles[path] = "gate_up" if parts == 2 else "gate" if gate else "up"
         return roles
 
+    def in_block_list(self, model_name: str) -> bool:
+        """Whether a name lies inside a list of blocks, also at an index this model does not have."""
+        return any(model_name.startswith(f"{path}.") for _, path, _ in self.stacks)
+
     def block_of(self, model_name: str) -> tuple[str, int] | None:
         """(stack, block index) of a model name inside a block, else None."""
         parts = model_name.split(".")
@@ -226,6 +230,12 @@ class Anatomy:
     def ffn(self) -> Structure:
         """FFN neurons of every block, and the config field(s) holding the FFN width; or why not."""
         non_attention = {p: self.model.get_submodule(p) for p, (_, att) in self.linears.items() if not att}
+        bare = [b for b in self.block_paths if not any(owner == b for owner, _ in (
+            self.linears[p] for p in non_attention))]
+        if bare:  # e.g. a mixture of experts holding its FFNs as 3-D tensors, not linear layers
+            return Structure(refusal=f"{self.model_class}'s block {bare[0]} has no FFN made of linear layers "
+                                     "(its MLP holds its weights otherwise, e.g. experts as 3-D tensors), so "
+                                     "no FFN neurons can be cut")
         widths = {matrix_shape(m)[1] for m in non_attention.values()}
         fields = _config_fields(self.model.config)
         tries = [(k, {k: v + WIDTH_STEP}) for k, v in fields.items() if v in widths]
@@ -236,7 +246,7 @@ class Anatomy:
             if all(b in controlled for b in self.block_paths):
                 break
             found, why = self._ffn_probe(key, change)
-            if why:
+            if why and "attention" not in why:  # a field that also sizes attention is no FFN width anyway
                 reasons.append(why)
             for unit in found:
                 controlled.setdefault(unit.block, (key, unit))
@@ -318,11 +328,16 @@ class Anatomy:
             return Structure(refusal=f"{self.model_class} has no attention output projection")
         hidden_in = matrix_shape(self.model.get_submodule(attentions[0].module))[1]
         head_dim = getattr(config, "head_dim", None) or hidden_in // heads
-        fewer = heads - kv if kv < heads else heads - 1
-        change = {"num_attention_heads": fewer, "head_dim": head_dim}
-        if kv == heads and getattr(config, "num_key_value_heads", None):
-            change["num_key_value_heads"] = fewer
-        after = _probe(self.model, change)
+        # fewer query heads: one less per KV group; where a count does not divide the width, a smaller one
+        counts = [heads - kv, kv] if kv < heads else [heads - 1, heads // 2, 1]
+        after = None
+        for fewer in [c for c in counts if 0 < c < heads]:
+            change = {"num_attention_heads": fewer, "head_dim": head_dim}
+            if kv == heads and getattr(config, "num_key_value_heads", None):
+                change["num_key_value_heads"] = fewer
+            after = _probe(self.model, change)
+            if after is not None:
+                break
         cannot = f"so {self.model_class} with fewer heads cannot be described by its config"
         if after is None:
             return Structure(refusal=f"{self.model_class} cannot be built with {fewer} heads of {head_dim} "
@@ -348,7 +363,7 @@ class Anatomy:
                                          f"size / number of heads and reads no head_dim: with fewer heads "
                                          f"each head would grow, {cannot}")
             claimed.add(m.name)
-            expected = len(ins) if not grouped else 1
+            expected = 1 if grouped else 3  # the query rows alone; without grouping q, k and v
             if len(ins) != expected:
                 return Structure(refusal=f"{attention}: {len(ins)} projections change with the head count, "
                                          f"expected {expected}; {cannot}")

@@ -85,9 +85,11 @@ def build_layout(model, stored: dict[str, tuple[int, ...]], aliases: dict[str, s
                  where: str = "") -> Layout:
     """The layout of stored tensors (name -> shape; aliases: alias -> stored name) against `model`."""
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    from transformers.core_model_loading import dot_natural_key
     rename = Renamer(model)
     to_model, unused, unused_as, rules = {}, [], {}, []
-    for name in [*stored, *aliases]:
+    # in from_pretrained's order: some renamings act on the keys after one that matched (GroupWeightRename)
+    for name in sorted([*stored, *aliases], key=dot_natural_key):
         key, fired = rename(name)
         if key not in shapes:
             unused.append(name)
@@ -102,19 +104,8 @@ def build_layout(model, stored: dict[str, tuple[int, ...]], aliases: dict[str, s
         rules += [r for r in fired if r not in rules]
     filled = set(to_model.values())
     unfilled = tuple(k for k, _ in model.named_parameters(remove_duplicate=False) if k not in filled)
-    return Layout(type(model).__name__, to_model, tuple(unused), unfilled, dict(aliases), _summarise(rules),
+    return Layout(type(model).__name__, to_model, tuple(unused), unfilled, dict(aliases), tuple(rules),
                   unused_as)
-
-
-def _summarise(rules: list[str]) -> tuple[str, ...]:
-    """One line per kind of rule, not per tensor: of 'h.N.… read as transformer.h.N.…' the first."""
-    out, seen = [], set()
-    for rule in rules:
-        shape = "".join("#" if c.isdigit() else c for c in rule)
-        if shape not in seen:
-            seen.add(shape)
-            out.append(rule)
-    return tuple(out)
 
 
 @functools.lru_cache(maxsize=8)

@@ -76,14 +76,16 @@ def profile_models(profile: str) -> list[str]:
 
 
 def family_from_config(config: dict) -> str:
-    """encoder-decoder, decoder-only or encoder-only: from the architectures config.json names, else from
-    which heads transformers has for the model type (a masked-LM head means an encoder: BERT also has a causal
-    head, for decoder use)."""
+    """encoder-decoder, decoder-only or encoder-only: from the head the architectures in config.json name,
+    else (GPT2Model, LlamaForSequenceClassification, none named) from which heads transformers has for the
+    model type (a masked-LM head means an encoder: BERT also has a causal head, for decoder use)."""
     if config.get("is_encoder_decoder"):
         return "encoder-decoder"
     archs = " ".join(config.get("architectures") or [])
-    if archs:
-        return "decoder-only" if "CausalLM" in archs or "LMHead" in archs else "encoder-only"
+    if "CausalLM" in archs or "LMHead" in archs:
+        return "decoder-only"
+    if "MaskedLM" in archs or "ForPreTraining" in archs:
+        return "encoder-only"
     from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
                                                         MODEL_FOR_MASKED_LM_MAPPING_NAMES)
     kind = config.get("model_type")
