@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import time
 from importlib import metadata
 from pathlib import Path
@@ -43,12 +44,14 @@ def results_path(results_dir: str | os.PathLike, model: str, stage: str | None =
 def atomic_dir(final: str | os.PathLike):
     """Yield a temporary sibling folder; rename it to `final` only if the block finishes.
 
-    A killed or failed run leaves at most a `.tmp-*` folder, which the next run removes."""
+    A killed or failed run leaves at most a `.tmp-<host>-<pid>` folder, which a later run on that host removes
+    once its process is gone; a folder another live process is writing (a task beside this one) is left be."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     for stale in final.parent.glob(f".{final.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+        if _writer_gone(stale.name.rpartition(".tmp-")[2]):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = final.parent / f".{final.name}.tmp-{socket.gethostname()}-{os.getpid()}"
     tmp.mkdir()
     try:
         with disk_full_is_one_line(final):
@@ -59,6 +62,24 @@ def atomic_dir(final: str | os.PathLike):
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _writer_gone(owner: str) -> bool:
+    """Whether the process that named a temporary folder `<host>-<pid>` (or `<pid>`, older runs) has ended;
+    a folder of another host cannot be judged from here and is kept."""
+    host, _, pid = owner.rpartition("-")
+    if host and host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, PermissionError):  # not a pid: not ours; a pid of another user: alive
+        return False
+    try:  # a killed task not yet reaped is a zombie: gone all the same
+        return Path(f"/proc/{int(pid)}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 @contextlib.contextmanager

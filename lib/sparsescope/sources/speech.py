@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import shutil
 import subprocess
+import uuid
 import warnings
 from math import gcd
 from pathlib import Path
@@ -31,9 +33,11 @@ def speak(text: str) -> np.ndarray:
             rate, pcm = scipy.io.wavfile.read(io.BytesIO(wav))
         g = gcd(SAMPLE_RATE, rate)
         clip = scipy.signal.resample_poly(pcm.astype(np.float32) / 32768, SAMPLE_RATE // g, rate // g)
-        tmp = path.with_name(f".{path.name}.tmp.npy")
+        # a name of this process's own: tasks beside it speak the same texts; the rename is atomic and they
+        # all write the same clip, so whichever lands last is as good as the first
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.npy")
         np.save(tmp, clip.astype(np.float32))
-        tmp.replace(path)
+        os.replace(tmp, path)
     return np.load(path)
 
 
