@@ -111,7 +111,8 @@ def test_command_line_stages_are_reused_by_make_report(tiny_models, tmp_path):
                  "--n-clips", "1"]) == 0
 
     expected = {"distribution": {"summary.json", "histograms.npz", "tensors.csv", "manifest.json",
-                                 "histogram.png", "cdf.png", "cdf_by_layer.png"},
+                                 "histogram.png", "cdf.png", "cdf_by_layer.png",
+                                 "median_by_layer.png"},
                 "pruning": {"pruning.csv", "layer_sparsity.png", "sparsity_by_method.png",
                             "global_magnitude-0.5", "wanda-0.5"},
                 "benchmarks": {"size.csv", "runtime.csv", "crossovers.csv", "quality.csv", "size.png",

@@ -23,14 +23,14 @@ from sparsescope.pruning.runs import plan_runs
 from sparsescope.report.pipeline import (MARKER, NOTEBOOKS, ProgressStream, build_report, execute, marker_key,
                                          run_model, run_models, run_notebook, run_once, stage_parameters)
 
-SECTIONS = ("Summary", "Model Selection", "Sparsity Structure", "Distributions", "Depth", "Sparsification",
+SECTIONS = ("Summary", "Model Selection", "Sparsity Structure", "Histograms", "CDFs", "CDFs by Layer", "Sparsification",
             "Layer collapse", "Benchmarks", "Size", "Runtime", "Quality", "Challenges of Sparsification")
 
 
 def report_figures(n_models: int) -> int:
-    """Cross-model figures (distributions, CDF, depth, size, quality, trade-offs) and, per model, its
-    global-magnitude heatmap and runtime."""
-    return 6 + 2 * n_models
+    """Cross-model figures (histograms, CDFs, every model's CDF on one axis when there are several, CDFs by
+    layer, depth, size, quality, trade-offs) and, per model, its global-magnitude heatmap and runtime."""
+    return 7 + (n_models > 1) + 2 * n_models
 
 
 def need(tool: str) -> None:
@@ -67,7 +67,7 @@ def test_every_stage_writes_its_results(built):
         with np.load(out / "histograms.npz") as z:
             i = list(z["groups"]).index("all")
             assert z["counts"][i].sum() == z["n"][i] == summary["n_params"]
-        for figure in ("histogram.png", "cdf.png", "cdf_by_layer.png"):
+        for figure in ("histogram.png", "cdf.png", "cdf_by_layer.png", "median_by_layer.png"):
             assert (out / figure).stat().st_size > 10_000
         manifest = json.loads((out / "manifest.json").read_text())
         assert manifest["files"] and all(len(f["sha256"]) == 64 for f in manifest["files"].values())

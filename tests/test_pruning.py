@@ -336,3 +336,36 @@ def test_nm_methods_narrow_which_methods_get_the_nm_run():
     assert parse_knobs({"nm_methods": "nm_magnitude wanda"}) == {"nm_methods": ["nm_magnitude", "wanda"]}
     with pytest.raises(SparsescopeError, match="NM_METHODS.*'global_magnitude' has no N:M run"):
         parse_knobs({"nm_methods": "global_magnitude"})
+
+
+def test_whisper_decoder_calibrates_on_as_many_rows_as_its_widest_layer_has_inputs(tmp_path):
+    """Whisper's transcripts are cut to the shortest, so 2 clips give its decoder ~120 rows: fewer than the
+    512 inputs of this decoder's fc2, whose SparseGPT Hessian would be singular. Counted by an independent
+    hook on that layer, the calibration forward feeds it at least 512 rows, and pruning.csv says so."""
+    import transformers
+    from conftest import copy_processor_files
+    from sparsescope.pruning.calibration import calibration_inputs
+    folder = tmp_path / "whisper-wide-ffn"
+    torch.manual_seed(0)
+    transformers.WhisperForConditionalGeneration(transformers.WhisperConfig(
+        vocab_size=51864, d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=512, num_mel_bins=80,
+        max_source_positions=1500, max_target_positions=448, decoder_start_token_id=50257,
+        pad_token_id=50256, eos_token_id=50256, bos_token_id=50256)).save_pretrained(folder)
+    copy_processor_files("whisper-tiny-en", folder)
+    model = load_model(str(folder))
+    inputs = calibration_inputs(model, folder, n_samples=2, seqlen=128)
+    widest = model.model.decoder.layers[1].fc2
+    seen = []
+    handle = widest.register_forward_hook(lambda m, a, out: seen.append(a[0].reshape(-1, a[0].shape[-1]).shape[0]))
+    with torch.no_grad():
+        model(**inputs)
+    handle.remove()
+    assert widest.in_features == 512 and sum(seen) >= 512
+    assert inputs["input_features"].shape[0] > 2                 # clips added beyond n_samples to get there
+    row = prune_model(str(folder), tmp_path / "pruned", PruneSpec("sparsegpt", 0.5, n_samples=2), progress=False)
+    assert row["calibration_rows"] == sum(seen)                  # the decoder's layers saw the fewest rows
+    assert row["n_samples"] == inputs["input_features"].shape[0]
+    assert row["calibration_tokens"] == inputs["decoder_input_ids"].numel() and row["calibration_note"] == ""
+    table = pd.read_csv(tmp_path / "pruned" / "pruning.csv") if (tmp_path / "pruned" / "pruning.csv").exists() else None
+    assert table is None or "calibration_rows" in table

@@ -94,6 +94,38 @@ def test_no_depth_trend_is_claimed_over_four_blocks():
     assert "no monotone depth trend" in flat or "with depth" not in flat
 
 
+def test_histogram_and_cdf_paragraphs_match_numpy_on_planted_weights():
+    import torch
+    from sparsescope.analysis.statistics import TensorScanner
+    rng = np.random.default_rng(0)
+    # 80% of the weights at 10**U(-4, -2), 20% at 10**U(-2, -1), 1000 exact zeros
+    w = np.concatenate([10 ** rng.uniform(-4, -2, 80_000), 10 ** rng.uniform(-2, -1, 20_000), np.zeros(1000)])
+    w = (w * rng.choice([-1, 1], w.size)).astype(np.float32)
+    acc = TensorScanner().scan(torch.from_numpy(w))
+    a = np.abs(w)
+    text = F.histogram_sentence("m", acc)
+    from sparsescope.analysis.statistics import log10_histogram
+    edges = log10_histogram(acc)["edges"]  # 20 a decade, each snapped to a float32 key edge; numpy counts
+    assert np.allclose(np.log10(edges[1:] / edges[:-1]), 1 / 20, atol=0.004)
+    counts, _ = np.histogram(a[a > 0], edges)
+    k = int(np.argmax(counts))
+    assert F.num(np.sqrt(edges[k] * edges[k + 1])) in text and F.pct(counts[k] / a.size) in text
+    lo, hi = np.quantile(a, [0.01, 0.99], method="inverted_cdf")
+    got = re.search(r"between (\S+) and (\S+), (\S+) decades", text)
+    assert got, text
+    # quantiles are read to bin resolution (relative error below 2**-8), then printed to 3 digits / 1 decimal
+    assert float(got[1]) == pytest.approx(lo, rel=0.01) and float(got[2]) == pytest.approx(hi, rel=0.01)
+    assert abs(float(got[3]) - np.log10(hi / lo)) <= 0.05 + 0.004
+    assert F.pct(1000 / a.size) + " are exactly 0" in text
+    cdf = F.cdf_sentence("m", acc.summary())  # as analyze_model saves it
+    got = re.search(r"sits at \|w\| = (\S+) and a 90% one at (\S+);", cdf)
+    assert got, cdf
+    assert float(got[1]) == pytest.approx(np.quantile(a, 0.5, method="inverted_cdf"), rel=0.01)
+    assert float(got[2]) == pytest.approx(np.quantile(a, 0.9, method="inverted_cdf"), rel=0.01)
+    assert F.pct((a < 1e-2).mean()) + " below 1e-2" in cdf and F.pct((a < 1e-3).mean()) + " of them" in cdf
+    assert "none is exactly 0" in F.histogram_sentence("m", TensorScanner().scan(torch.ones(10)))
+
+
 def test_block_formats_pay_off_only_when_the_data_say_so():
     slow = pd.DataFrame([{"kind": "kernel-bsr", "shape_or_model": "8x8", "sparsity": 0.9, "tokens": 16,
                           "speedup": 0.4}])
@@ -234,11 +266,17 @@ def test_report_crossovers_are_recomputed_from_the_kernel_rows_with_their_interv
              "speedup_lo": lo} for x, v, lo in ((0.5, 1.2, 0.7), (0.9, 1.5, 1.3))]
     saved = pd.DataFrame([{"kind": "kernel-csr", "shape_or_model": "8x8", "tokens": 16, "crossover_sparsity": 0.5}])
     got = F.crossovers_of(pd.DataFrame(rows), saved)                # a median of 1.2 at 50% is no win
-    assert got["crossover_sparsity"].iloc[0] == pytest.approx(0.5 + 0.4 * 0.3 / 0.6)
-    assert F.crossover_words(got, pd.DataFrame(rows)) == ["16 tokens per batch: CSR measurably faster above 70% sparsity"]
+    assert got["crossover_sparsity"].iloc[0] == 0.9                # the measured sparsity, not an interpolation
+    assert got["interpolated_crossover"].iloc[0] == pytest.approx(0.5 + 0.4 * 0.3 / 0.6)
+    assert F.crossover_words(got, pd.DataFrame(rows)) == [
+        "16 tokens per batch: CSR measurably faster at 90% sparsity and every measured sparsity above"]
+    once = pd.DataFrame([{**r, "speedup_lo": float("nan"), "repeats": 1} for r in rows])
+    assert F.crossover_words(F.crossovers_of(once, saved), once) == [
+        "16 tokens per batch: timed once per point, so no interval and no crossover claimed"]
     older = pd.DataFrame(rows).drop(columns="speedup_lo")           # results saved before intervals
     said = F.crossover_words(F.crossovers_of(older, saved), older)
-    assert said == ["16 tokens per batch: CSR faster (medians, no interval) above 50% sparsity"]
+    assert said == ["16 tokens per batch: CSR faster (medians, no interval) at 50% sparsity and every measured "
+                    "sparsity above"]
     assert not F.crossovers_measured(F.crossovers_of(older, saved))
 
 
@@ -470,6 +508,25 @@ def test_rendered_report_numbers_its_figures_and_gives_every_image_alt_text(repo
     # template leftovers such as "model(s)" (the mask entropy H(s) is notation, not a leftover)
     assert not re.search(r"[a-z]\(s\)", text) and not re.search(r"\bnan\b", text, re.I) and "e+0" not in text
     assert 'class="ss-toc"' in html
+
+
+SEED_SECTIONS = ("Sparsity Structure", "Histograms", "CDFs", "CDFs by Layer", "Sparsification", "Benchmarks",
+                 "Size", "Runtime", "Challenges of Sparsification")
+
+
+def test_rendered_report_keeps_the_seeds_sections_with_a_paragraph_per_model_under_each_view(report_pdf, tiny_models):
+    html = report_pdf[0].read_text()
+    found = [(m.start(), re.sub(r"<[^>]+>|¶", "", m[1]).strip())
+             for m in re.finditer(r"<h[1-4][^>]*>(.*?)</h[1-4]>", html, re.S)]
+    seed = [h for _, h in found if h in SEED_SECTIONS]
+    assert seed == list(SEED_SECTIONS), found
+    at = {h: i for i, (_, h) in enumerate(found)}
+    model = tiny_models["llama"].name
+    for view in ("Histograms", "CDFs", "CDFs by Layer"):
+        i = at[view]
+        body = html[found[i][0]:found[i + 1][0]]
+        paragraphs = [re.sub(r"<[^>]+>", "", p).strip() for p in re.findall(r"<(?:p|li)>(.*?)</(?:p|li)>", body, re.S)]
+        assert any(p.startswith(f"{model}") and len(p) > 60 for p in paragraphs), (view, paragraphs)
 
 
 # --------------------------------------------------------------- quality intervals at the source (issue 11)

@@ -1,5 +1,7 @@
 """Runtime arithmetic, the crossover finder, that the sparse kernels compute what dense ones do, and the
 CUDA paths (2:4 kernels, synchronised timing) driven on this CPU-only machine through a fake GPU."""
+import math
+
 import pandas as pd
 import pytest
 import torch
@@ -7,7 +9,7 @@ import torch
 import sparsescope.evaluation.runtime as runtime
 from sparsescope import SparsescopeError
 from sparsescope.pruning.runs import PruneSpec, prune_runs
-from sparsescope.evaluation.runtime import SparseLinear, crossovers, find_crossover, kernel_sweep, sparsify_linears, speedup
+from sparsescope.evaluation.runtime import SparseLinear, crossovers, find_crossover, kernel_sweep, sparsify_linears, speedup, timing_row
 from sparsescope.sources.registry import load_model
 
 
@@ -18,28 +20,66 @@ def test_speedup_arithmetic():
 
 def test_crossover_on_synthetic_timings():
     s = [0.5, 0.7, 0.9, 0.95]
-    assert find_crossover(s, [0.2, 0.6, 1.4, 3.0]) == pytest.approx(0.7 + 0.4 * 0.2 / 0.8)
+    assert find_crossover(s, [0.2, 0.6, 1.4, 3.0]) == 0.9                 # the first measured win that holds
+    assert find_crossover(s, [0.2, 0.6, 1.4, 3.0], interpolate=True) == pytest.approx(0.7 + 0.4 * 0.2 / 0.8)
     assert find_crossover(s, [0.2, 0.3, 0.5, 0.9]) is None          # never wins
     assert find_crossover(s, [1.1, 1.5, 2.0, 4.0]) == 0.5          # wins everywhere measured
-    assert find_crossover(s, [1.2, 0.8, 1.5, 2.0]) == pytest.approx(0.7 + 0.2 * 0.2 / 0.7)  # a lucky win below ignored
-    assert find_crossover([0.9, 0.5, 0.7], [1.4, 0.2, 0.6]) == pytest.approx(0.8)  # order of input does not matter
+    assert find_crossover(s, [1.1, 1.5, 2.0, 4.0], interpolate=True) == 0.5
+    assert find_crossover(s, [1.2, 0.8, 1.5, 2.0]) == 0.9          # a lucky win below ignored
+    assert find_crossover(s, [1.2, 0.8, 1.5, 2.0], interpolate=True) == pytest.approx(0.7 + 0.2 * 0.2 / 0.7)
+    assert find_crossover([0.9, 0.5, 0.7], [1.4, 0.2, 0.6], interpolate=True) == pytest.approx(0.8)  # any order
 
 
 def test_crossover_needs_a_measurable_win_when_intervals_are_given():
     s = [0.5, 0.7, 0.9, 0.95]
     medians = [1.05, 1.1, 1.4, 3.0]                                 # every median above 1.0: noise at 50-70%
     assert find_crossover(s, medians) == 0.5
-    # the lower 95% bounds: 50% and 70% hold 1.0, so the crossing is between 70% and 90%, on the bounds
-    assert find_crossover(s, medians, [0.8, 0.6, 1.2, 2.0]) == pytest.approx(0.8333333)  # 0.7 + 0.2 * 0.4/0.6
+    # the lower 95% bounds: 50% and 70% hold 1.0, so the first measured win is 90%; interpolated on the
+    # bounds the line crosses 1.0 at 0.7 + 0.2 * 0.4 / 0.6, a sparsity never measured
+    assert find_crossover(s, medians, [0.8, 0.6, 1.2, 2.0]) == 0.9
+    assert find_crossover(s, medians, [0.8, 0.6, 1.2, 2.0], interpolate=True) == pytest.approx(0.8333333)
     assert find_crossover(s, medians, [0.9, 0.9, 0.95, 0.99]) is None   # no interval clears 1.0
-    assert find_crossover(s, medians, [0.9, 0.9, 1.0, 1.5]) == pytest.approx(0.9)
+    assert find_crossover(s, medians, [0.9, 0.9, 1.0, 1.5]) == 0.95
     assert find_crossover(s, medians, [0.9, 0.9, 0.95, 1.0]) is None     # a bound of exactly 1.0 is no win
     rows = [{"kind": "kernel-csr", "shape_or_model": "8x8", "tokens": 16, "sparsity": x, "speedup": v,
-             "speedup_lo": lo} for x, v, lo in zip(s, medians, [0.8, 0.6, 1.2, 2.0])]
-    assert crossovers(rows)[0]["crossover_sparsity"] == pytest.approx(0.8333333)
-    assert crossovers(rows)[0]["rule"] == "interval"
+             "speedup_lo": lo, "repeats": 5} for x, v, lo in zip(s, medians, [0.8, 0.6, 1.2, 2.0])]
+    got = crossovers(rows)[0]
+    assert got["crossover_sparsity"] == 0.9 and got["interpolated_crossover"] == pytest.approx(0.8333333)
+    assert got["rule"] == "interval" and got["measured_sparsities"] == "0.5 0.7 0.9 0.95"
     older = [{**r, "speedup_lo": float("nan")} for r in rows]       # rows saved before intervals: medians
     assert crossovers(older)[0]["crossover_sparsity"] == 0.5 and crossovers(older)[0]["rule"] == "median"
+    # only the sparse-kernel sweeps have crossovers: whole-model rows are left out of crossovers.csv
+    whole = {"kind": "dense-kernels", "shape_or_model": "gpt2", "tokens": 16, "sparsity": 0.5, "speedup": 1.0}
+    assert [c["kind"] for c in crossovers(rows + [whole])] == ["kernel-csr"]
+
+
+def test_one_repeat_has_no_interval_and_makes_no_claim():
+    # a bootstrap of one timing per side resamples the same two numbers: its "interval" would be zero wide
+    row = timing_row([2.0], [1.0])
+    assert row["speedup"] == 2.0 and row["repeats"] == 1
+    assert math.isnan(row["speedup_lo"]) and math.isnan(row["speedup_hi"])
+    rows = [{"kind": "kernel-csr", "shape_or_model": "8x8", "tokens": 16, "sparsity": x, "speedup": 3.0,
+             **timing_row([3.0], [1.0])} for x in (0.5, 0.9)]
+    got = crossovers(rows)[0]
+    assert got["rule"] == "one repeat" and got["crossover_sparsity"] is None
+    # two repeats do resample: an interval (here planted so every resampled ratio is 2.0 or 3.0)
+    lo, hi = runtime.ratio_interval([2.0, 3.0], [1.0, 1.0])
+    assert 2.0 <= lo <= hi <= 3.0
+    from sparsescope.report.facts import speed_interval, speed_words
+    assert speed_interval(row) is None and "no interval" in speed_words(2.0, speed_interval(row))
+
+
+def test_bootstrap_interval_resamples_the_repeats_of_each_side():
+    # planted: dense repeats 1..5 against sparse repeats all 1.0; by hand, with the same generator, the
+    # interval of median(dense resample) / 1.0 is the 2.5% and 97.5% quantiles of resampled medians
+    import numpy as np
+    dense, sparse = [1.0, 2.0, 3.0, 4.0, 5.0], [1.0] * 5
+    rng = np.random.default_rng(0)
+    medians = np.median(rng.choice(np.asarray(dense), (2000, 5)), axis=1)
+    rng.choice(np.asarray(sparse), (2000, 5))
+    expected = (np.quantile(medians, 0.025), np.quantile(medians, 0.975))
+    assert runtime.ratio_interval(dense, sparse) == pytest.approx(expected)
+    assert expected[0] < 3.0 < expected[1] and expected[1] - expected[0] >= 1.0
 
 
 def test_kernel_sweep_rows_and_crossovers():
@@ -108,7 +148,28 @@ def pruned_tiny_gpt2(tiny_models, tmp_path_factory):
 
 def small_runtime(tiny_models, pruning, out, **kwargs):
     return runtime.runtime_results(str(tiny_models["gpt2"]), pruning, out, batch_sizes=(1,), seqlen=16,
-                                   sparsities=(0.5, 0.9), tokens=(1, 8), repeats=1, **kwargs)
+                                   sparsities=(0.5, 0.9), tokens=(1, 8), repeats=2, **kwargs)
+
+
+def test_runtime_rows_follow_the_checkpoints_timed_not_only_the_knobs(tiny_models, tmp_path):
+    # the issue's sequence: prune at 0.5 into one folder, measure; prune at 0.7 into another, measure into
+    # the same benchmarks folder. Keyed by knobs only, the second call returned the 0.5 rows again.
+    model, bench = str(tiny_models["gpt2"]), tmp_path / "bench"
+    first, second = tmp_path / "p50", tmp_path / "p70"
+    prune_runs(model, first, [PruneSpec("global_magnitude", 0.5)], progress=False)
+    prune_runs(model, second, [PruneSpec("global_magnitude", 0.7)], progress=False)
+    def timed_sparsity(table):  # the pruned checkpoint timed against dense in dense kernels
+        return sorted(set(table.query("kind == 'dense-kernels'")["sparsity"].round(2)))
+    at_half = small_runtime(tiny_models, first, bench)
+    assert timed_sparsity(at_half) == [0.5]
+    at_seventy = small_runtime(tiny_models, second, bench)
+    assert timed_sparsity(at_seventy) == [0.7]                   # before: [0.5], the first plan's rows
+    # and a checkpoint re-pruned in place under the same label is timed again, not read back
+    stamp = (bench / "runtime_rows.json").stat().st_mtime_ns
+    again = small_runtime(tiny_models, second, bench)
+    assert (bench / "runtime_rows.json").stat().st_mtime_ns == stamp and len(again) == len(at_seventy)
+    prune_runs(model, second, [PruneSpec("global_magnitude", 0.5)], progress=False)
+    assert timed_sparsity(small_runtime(tiny_models, second, bench)) == [0.5]
 
 
 def test_cuda_runtime_path_calls_the_2_4_sweep_with_the_kernel_tokens(fake_cuda, tiny_models,

@@ -151,6 +151,17 @@ def sha256(path: str | os.PathLike, block: int = 1 << 24) -> str:
     return cached_json(cache_dir("hashes") / f"{name}.json", key, digest)
 
 
+def content_hashes(files: list[Path], root: str | os.PathLike) -> dict[str, str]:
+    """{path under root: SHA-256}: what a cached result measured, by content. sha256 remembers each file by
+    path, size and mtime, so a file is hashed again only when it changed."""
+    return {str(Path(p).relative_to(root)): sha256(p) for p in files}
+
+
+def folder_hashes(folder: str | os.PathLike) -> dict[str, str]:
+    """content_hashes of every file under a folder (a pruned checkpoint)."""
+    return content_hashes(sorted(p for p in Path(folder).rglob("*") if p.is_file()), folder)
+
+
 def peak_rss_bytes() -> int:
     """This process's peak resident memory. VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a
     child started by a big parent would report the parent's peak."""

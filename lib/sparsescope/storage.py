@@ -298,8 +298,9 @@ def entropy_bound_bits(numel: int, nnz: int, value_bits: int) -> float:
 
 
 def index_bound_bits(numel: int, nnz: int, nm: tuple[int, int] | None = None) -> float:
-    """The fewest bits any index of this matrix's mask can take: n·H(s) for an i.i.d. mask of density
-    nnz/numel; for an N:M mask, one of C(M, N) subsets per group of M, log2 C(M, N) / M per weight."""
+    """The fewest bits any index can take on average over i.i.d. masks of density nnz/numel, n·H(s) (not a
+    bound for this one mask, whose structure a code could exploit: ratios near or under 1.0 are possible);
+    for an N:M mask, one of C(M, N) subsets per group of M, log2 C(M, N) / M per weight."""
     if nm is not None:
         n, m = nm
         return numel * math.log2(math.comb(m, n)) / m

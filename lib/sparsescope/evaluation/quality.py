@@ -35,13 +35,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..artifacts import atomic_write_text, cached_json, manifest, sha256, write_json
+from ..artifacts import atomic_write_text, cached_json, content_hashes, folder_hashes, manifest, write_json
 from ..errors import SparsescopeError
 from ..pruning.runs import read_pruning_table
 from ..sources.corpus import split_text, wikitext2
 from ..sources.registry import describe, load_model, model_folder
 from ..sources.speech import spoken_features, whisper_prefix
-from ..sources.weights import weight_files
+from ..sources.weights import model_source_files, weight_files
 from ..storage import load_pruned
 from ..sources.devices import device_name, resolve_device, to_device
 
@@ -52,7 +52,8 @@ ROWS_VERSION = 2
 
 @dataclass(frozen=True)
 class Budget:
-    n_tokens: int = 4096     # causal-lm: tokens scored; masked-lm / span-corruption: tokens read
+    n_tokens: int = 4096     # tokens read, in windows (causal-lm scores all but each window's first:
+                             # 8 windows of 512 score 4088)
     window: int = 512        # tokens per window (the papers use the model's full context)
     n_passages: int = 64     # sentence-embedding
     n_clips: int = 8         # speech
@@ -395,18 +396,6 @@ def split_transcripts(rows: list[dict]) -> pd.DataFrame:
                          for r in rows for i, (ref, hyp) in enumerate(r.pop("transcripts", None) or [])])
 
 
-def source_files(folder: Path) -> list[Path]:
-    """The files of a model folder that its scores depend on: weights, configs, tokenizer."""
-    small = [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix in (".json", ".txt", ".model")]
-    return sorted(set(weight_files(folder)) | set(small))
-
-
-def content_hashes(files: list[Path], root: Path) -> dict[str, str]:
-    """{path under root: SHA-256}; artifacts.sha256 remembers each by path, size and mtime, so a file is
-    hashed again only when it changed."""
-    return {str(p.relative_to(root)): sha256(p) for p in files}
-
-
 def evaluate_checkpoints(model: str, pruning_dir, out_dir, budget: Budget = Budget(), corpus: str = "sotu",
                          progress: bool = True, device: str | torch.device = "auto") -> pd.DataFrame:
     """Score the dense model and every checkpoint of a notebook-02 out_dir on `device`; write
@@ -429,7 +418,7 @@ def evaluate_checkpoints(model: str, pruning_dir, out_dir, budget: Budget = Budg
     # an older version are scored again instead of lacking them
     settings = {"model": model, "budget": asdict(budget), "corpus": corpus, "rows": ROWS_VERSION}
     folder = Path(model_folder(model))
-    dense_files = content_hashes(source_files(folder), folder)
+    dense_files = content_hashes(model_source_files(folder), folder)
     evaluator = None
 
     def score(run) -> list[dict]:
@@ -455,8 +444,7 @@ def evaluate_checkpoints(model: str, pruning_dir, out_dir, budget: Budget = Budg
         # a run's scores depend on its checkpoint and on the dense model (inputs, KL reference)
         key = {**settings, "dense_files": dense_files}
         if run is not None:
-            key["checkpoint_files"] = content_hashes(sorted(p for p in Path(run.checkpoint).rglob("*")
-                                                            if p.is_file()), Path(run.checkpoint))
+            key["checkpoint_files"] = folder_hashes(run.checkpoint)
         rows += cached_json(out_dir / "rows" / f"{label}.json", key, lambda: score(run))
     transcripts = split_transcripts(rows)
     if len(transcripts):  # what each run transcribes, for the report's examples

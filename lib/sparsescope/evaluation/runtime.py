@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..artifacts import atomic_write_text, cached_json
+from ..artifacts import atomic_write_text, cached_json, content_hashes, folder_hashes
 from ..errors import SparsescopeError
 from ..pruning.layers import LinearView
 from ..sources.anatomy import Anatomy
@@ -33,10 +33,12 @@ from ..pruning.magnitude import nm_magnitude, prune_smallest
 from ..pruning.runs import pick_run, read_pruning_table
 from ..sources.devices import device_name, resolve_device, to_device
 from ..sources.registry import load_model, model_folder
+from ..sources.weights import model_source_files
 from ..storage import load_pruned
 
 KERNEL_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 KERNEL_TOKENS = (1, 16, 128, 512)
+ROWS_VERSION = 2  # what a cached row holds (2: nan intervals for one repeat): older caches are measured anew
 
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -92,8 +94,11 @@ def interleaved_ms(run_a, run_b, repeats: int, *, device, warmup: int = 1, switc
 
 def ratio_interval(a: list[float], b: list[float], level: float = 0.95, resamples: int = 2000,
                    seed: int = 0) -> tuple[float, float]:
-    """Bootstrap interval of median(a) / median(b): each resample draws the repeats of a and of b anew."""
+    """Bootstrap interval of median(a) / median(b): each resample draws the repeats of a and of b anew.
+    Fewer than 2 repeats of either leave nothing to resample: (nan, nan), no interval and so no claim."""
     import numpy as np
+    if min(len(a), len(b)) < 2:
+        return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     a, b = np.asarray(a, float), np.asarray(b, float)
     ratios = (np.median(rng.choice(a, (resamples, a.size)), axis=1)
@@ -103,7 +108,7 @@ def ratio_interval(a: list[float], b: list[float], level: float = 0.95, resample
 
 
 def timing_row(dense: list[float], sparse: list[float]) -> dict:
-    """Medians, interquartile ranges and the speedup with its 95% bootstrap interval."""
+    """Medians, interquartile ranges and the speedup with its 95% bootstrap interval (nan with 1 repeat)."""
     import numpy as np
     lo, hi = ratio_interval(dense, sparse)
     q = {name: np.percentile(t, [25, 50, 75]) for name, t in (("dense", dense), ("sparse", sparse))}
@@ -115,11 +120,12 @@ def timing_row(dense: list[float], sparse: list[float]) -> dict:
             "repeats": len(dense)}
 
 
-def find_crossover(sparsities, speedups, lows=None) -> float | None:
-    """Lowest sparsity from which sparse wins at every measured sparsity above it, linearly interpolated
-    between the last losing and the first winning point; None if sparse never wins at the top. Given `lows`
-    (each point's lower 95% bound), a win must be measurable, its interval above 1.0, and the crossing is
-    interpolated on those bounds: a median above 1.0 from three noisy repeats makes no crossover."""
+def find_crossover(sparsities, speedups, lows=None, interpolate: bool = False) -> float | None:
+    """The lowest measured sparsity from which sparse wins there and at every measured sparsity above it;
+    None if sparse does not win at the top. Given `lows` (each point's lower 95% bound), a win must be
+    measurable, its interval above 1.0: a median above 1.0 from three noisy repeats makes no crossover.
+    With `interpolate`, the crossing is instead put on the line between the last losing and the first winning
+    point (on the bounds when given): an estimate at a sparsity that was never measured."""
     measured = lows is not None
     points = sorted(zip(sparsities, lows if measured else speedups))
 
@@ -131,8 +137,8 @@ def find_crossover(sparsities, speedups, lows=None) -> float | None:
     i = len(points) - 1
     while i > 0 and wins(points[i - 1][1]):
         i -= 1
-    if i == 0:
-        return points[0][0]
+    if i == 0 or not interpolate:
+        return points[i][0]
     (s0, v0), (s1, v1) = points[i - 1], points[i]
     return s0 + (1.0 - v0) * (s1 - s0) / (v1 - v0)
 
@@ -166,20 +172,36 @@ def kernel_sweep(shapes, sparsities, tokens, formats=("csr", "bsr"), bsr_block: 
     return rows
 
 
+def crossover_rule(rows: list[dict]) -> str:
+    """How a group of kernel rows can decide a crossover: "interval" (every row has a 95% interval),
+    "one repeat" (a row timed once has none, so no claim is made), "median" (rows saved before intervals
+    were recorded: their medians decide, and the report says so)."""
+    if any(int(r.get("repeats") or 2) < 2 for r in rows):
+        return "one repeat"
+    lows = [r.get("speedup_lo") for r in rows]
+    return "median" if any(x is None or x != x for x in lows) else "interval"
+
+
 def crossovers(rows: list[dict]) -> list[dict]:
-    """Crossover sparsity per (kind, shape, tokens) of a kernel sweep: where sparse is measurably faster."""
+    """Crossover per (kind, shape, tokens) of the CSR and BSR kernel sweeps (other rows are left out):
+    `crossover_sparsity`, the lowest measured sparsity from which sparse is measurably faster there and
+    at every measured sparsity above; `interpolated_crossover`, the same crossing interpolated between
+    the measured points (an estimate, labelled so); `rule`, what decided (crossover_rule)."""
     groups: dict = {}
     for r in rows:
-        groups.setdefault((r["kind"], r["shape_or_model"], r["tokens"]), []).append(r)
-    def lows(rs: list[dict]) -> list[float] | None:  # older rows without intervals: medians decide
-        out = [r.get("speedup_lo") for r in rs]
-        return None if any(x is None or x != x for x in out) else [float(x) for x in out]
-
-    return [{"kind": k, "shape_or_model": shape, "tokens": n,
-             "crossover_sparsity": find_crossover([r["sparsity"] for r in rs], [r["speedup"] for r in rs],
-                                                  lows(rs)),
-             "rule": "median" if lows(rs) is None else "interval"}  # which rule decided it
-            for (k, shape, n), rs in sorted(groups.items())]
+        if r["kind"] in ("kernel-csr", "kernel-bsr"):
+            groups.setdefault((r["kind"], r["shape_or_model"], r["tokens"]), []).append(r)
+    out = []
+    for (kind, shape, n), rs in sorted(groups.items()):
+        rule = crossover_rule(rs)
+        at = [r["sparsity"] for r in rs]
+        lows = [float(r["speedup_lo"]) for r in rs] if rule == "interval" else None
+        found = {"crossover_sparsity": None, "interpolated_crossover": None} if rule == "one repeat" else {
+            "crossover_sparsity": find_crossover(at, [r["speedup"] for r in rs], lows),
+            "interpolated_crossover": find_crossover(at, [r["speedup"] for r in rs], lows, interpolate=True)}
+        out.append({"kind": kind, "shape_or_model": shape, "tokens": n, **found,
+                    "measured_sparsities": " ".join(f"{x:g}" for x in sorted(at)), "rule": rule})
+    return out
 
 
 class SparseLinear(torch.nn.Module):
@@ -414,8 +436,15 @@ def runtime_results(model: str, pruning_dir, out_dir, batch_sizes=(1, 8), seqlen
                 "decode_tokens": decode_tokens}
     runs = read_pruning_table(pruning_dir)
     structured = runs[runs["kind"] == "structured"] if "kind" in runs else runs.iloc[:0]
-    if len(structured):  # part of the key: a new structured run is measured, not missed
-        settings.update(structured=[Path(c).parent.name for c in structured["checkpoint"]])
+    half = pick_run(runs, "global_magnitude", 0.5)
+    top = pick_run(runs, "layer_magnitude", None)  # uniform per matrix: every layer at the same sparsity
+    # keyed by the content of what is timed, as the quality rows are: another plan (0.7 instead of 0.5, a
+    # new structured run, a re-pruned checkpoint in another pruning_dir) is measured, not read back stale
+    folder = Path(model_folder(model))
+    timed = {"dense": content_hashes(model_source_files(folder), folder)}
+    for run in [r for r in (half, top) if r is not None] + [r for _, r in structured.iterrows()]:
+        timed[Path(run["checkpoint"]).parent.name] = folder_hashes(run["checkpoint"])
+    settings.update(timed=timed, rows=ROWS_VERSION)
 
     def measure() -> list[dict]:
         torch.manual_seed(0)
@@ -426,7 +455,6 @@ def runtime_results(model: str, pruning_dir, out_dir, batch_sizes=(1, 8), seqlen
         dense = to_device(load_model(model, dtype=torch.float32), device)
         make_inputs = input_maker(dense, seqlen)
         rows = []
-        half = pick_run(runs, "global_magnitude", 0.5)
         # two copies resident, plus a quarter for activations (the grid asks the same for this task)
         two_fit = TWO_MODELS * model_bytes(dense) < free or device.type == "cuda"
         if half is not None:  # 1. the seed's observation: zeros in dense kernels cost the same
@@ -451,7 +479,6 @@ def runtime_results(model: str, pruning_dir, out_dir, batch_sizes=(1, 8), seqlen
         e2e_tokens = min(tokens, key=lambda n: abs(n - seqlen))
         at = cross[(cross["kind"] == "kernel-csr") & (cross["tokens"] == e2e_tokens)]["crossover_sparsity"]
         threshold = float(at.max()) if len(at) and at.notna().all() else None
-        top = pick_run(runs, "layer_magnitude", None)  # uniform per matrix: every layer at the same sparsity
         if not two_fit and top is not None:
             print(f"{model}: CSR layers end to end not measured: a dense and a sparse copy of the model do "
                   "not "
@@ -476,11 +503,11 @@ def runtime_results(model: str, pruning_dir, out_dir, batch_sizes=(1, 8), seqlen
                 print(f"2:4 kernels not measured: {reason or 'no prunable matrix fits a 2:4 tensor'}")
             else:
                 rows += semi_structured_sweep(fitting, list(tokens), repeats=repeats, device=device)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out_dir / "crossovers.csv", cross.to_csv(index=False))
         return rows
 
     rows = cached_json(out_dir / "runtime_rows.json", settings, measure)
     table = pd.DataFrame(rows)
+    out_dir.mkdir(parents=True, exist_ok=True)  # derived from the rows each time, so never older than they
+    atomic_write_text(out_dir / "crossovers.csv", pd.DataFrame(crossovers(rows)).to_csv(index=False))
     atomic_write_text(out_dir / "runtime.csv", table.to_csv(index=False))
     return table

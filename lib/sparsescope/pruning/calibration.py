@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 
 from ..errors import SparsescopeError
 from ..sources.corpus import split_text
-from ..sources.speech import spoken_features, whisper_prefix
-from ..sources.anatomy import block_stacks, is_linear
+from ..sources.anatomy import block_stacks, is_linear, matrix_shape
+from ..sources.speech import SAMPLE_RATE, speak, spoken_features, whisper_prefix
 
 DEFAULT_SAMPLES, DEFAULT_SEQLEN = 16, 128      # CPU-friendly; the papers use 128 x 2048
 
@@ -65,17 +65,7 @@ def calibration_inputs(model, folder: Path, n_samples: int = DEFAULT_SAMPLES, se
     tokenizer = AutoTokenizer.from_pretrained(folder)
     config = model.config
     if config.model_type == "whisper":
-        words = split_text("calibration").split()
-        rng = random.Random(seed)
-        texts = []
-        for _ in range(n_samples):  # ~40 words: about 15 s of espeak speech, inside Whisper's 30 s window
-            s = rng.randrange(0, len(words) - 40)
-            texts.append(" ".join(words[s:s + 40]))
-        tokens = [tokenizer(t, add_special_tokens=False).input_ids for t in texts]
-        length = min(min(len(t) for t in tokens), seqlen)
-        prefix = whisper_prefix(model, tokenizer)
-        return {"input_features": spoken_features(folder, texts),
-                "decoder_input_ids": torch.tensor([prefix + t[:length] for t in tokens])}
+        return whisper_calibration(model, folder, tokenizer, n_samples, seqlen, seed)
     windows = token_windows(tokenizer, n_samples, seqlen, seed)
     if config.is_encoder_decoder:  # T5-style: the decoder reads the window that follows
         start_id = next(i for i in (getattr(model.generation_config, "decoder_start_token_id", None),
@@ -87,13 +77,47 @@ def calibration_inputs(model, folder: Path, n_samples: int = DEFAULT_SAMPLES, se
     return {"input_ids": windows[:, :seqlen]}
 
 
+WHISPER_WORDS, WHISPER_SECONDS, MAX_CLIPS = 55, 28.0, 512  # ~20 s of espeak speech, inside the 30 s window
+
+
+def widest_input(model, stack: str) -> int:
+    """The most inputs any linear layer in the blocks of `stack` has (0 if the model has no such stack)."""
+    return max((matrix_shape(m)[1] for s, _, blocks in block_stacks(model) if s == stack
+                for m in blocks.modules() if is_linear(m)), default=0)
+
+
+def whisper_calibration(model, folder: Path, tokenizer, n_samples: int, seqlen: int, seed: int) -> dict:
+    """Spoken calibration texts and their transcripts. The decoder reads one row per transcript token, all
+    cut to the shortest, so clips are added (beyond n_samples) until the decoder's rows cover its widest
+    layer's inputs: fewer rows leave SparseGPT's Hessian singular there. A clip longer than Whisper's 30 s
+    window would lose the end of what the decoder reads, so such a text is drawn again."""
+    words = split_text("calibration").split()
+    rng = random.Random(seed)
+    prefix = whisper_prefix(model, tokenizer)
+    need = widest_input(model, "decoder")
+    texts, tokens = [], []
+    while len(texts) < n_samples or len(texts) * (len(prefix) + min(min(map(len, tokens)), seqlen)) < need:
+        if len(texts) >= MAX_CLIPS:
+            raise SparsescopeError(f"{MAX_CLIPS} clips give the decoder fewer rows than its widest layer's "
+                                   f"{need} inputs: raise the calibration seqlen")
+        s = rng.randrange(0, len(words) - WHISPER_WORDS)
+        text = " ".join(words[s:s + WHISPER_WORDS])
+        if len(speak(text)) > WHISPER_SECONDS * SAMPLE_RATE:
+            continue
+        texts.append(text)
+        tokens.append(tokenizer(text, add_special_tokens=False).input_ids)
+    length = min(min(map(len, tokens)), seqlen)
+    return {"input_features": spoken_features(folder, texts),
+            "decoder_input_ids": torch.tensor([prefix + t[:length] for t in tokens])}
+
+
 # --------------------------------------------------------------------------------- the loop
 class _Stop(Exception):
     pass
 
 
 def prune_blockwise(model, inputs: dict, make_pruner, prune_layer, progress: bool = True,
-                    streamer=None) -> None:
+                    streamer=None) -> dict[str, tuple[int, int]]:
     """Prune every linear layer inside every block, in one forward of the model on calibration inputs.
 
     make_pruner(layer) -> object with add_batch(inputs); prune_layer(pruner) prunes that layer. Hooks do the
@@ -102,19 +126,30 @@ def prune_blockwise(model, inputs: dict, make_pruner, prune_layer, progress: boo
     feeds the collectors; leaving it, they prune the block, recompute its output with the pruned weights and
     hand that to the next block instead of the dense output (spilling and releasing the block with a
     streamer). So every block calibrates on what the pruned blocks before it produce — an encoder-decoder's
-    decoder on the pruned encoder — with two passes per block and none over the head."""
+    decoder on the pruned encoder — with two passes per block and none over the head.
+
+    Returns {layer path: (input rows it saw, its inputs)}: what calibration_summary reads."""
     order = [(f"{path}.{i}", block) for _, path, blocks in block_stacks(model)
              for i, block in enumerate(blocks)]
     bar = tqdm(total=len(order), desc="pruning blocks", disable=not progress)
     working: dict = {}
     done: list = []
+    rows: dict[str, list[int]] = {}
 
     def enter(path):
         def hook(block, args, kwargs):
             if streamer is not None:
                 streamer.load(lambda name: name.startswith(f"{path}."))
             pruners = {name: make_pruner(m) for name, m in block.named_modules() if is_linear(m)}
-            hooks = [m.register_forward_hook(lambda mod, a, out, p=pruners[name]: p.add_batch(a[0]))
+
+            def collect(name):
+                def hook(module, args, output):
+                    x = args[0]
+                    seen = rows.setdefault(f"{path}.{name}", [0, x.shape[-1]])
+                    seen[0] += x.numel() // x.shape[-1]  # one row per position the layer read
+                    pruners[name].add_batch(x)
+                return hook
+            hooks = [m.register_forward_hook(collect(name))
                      for name, m in block.named_modules() if is_linear(m)]
             working[path] = (pruners, hooks)
         return hook
@@ -152,3 +187,22 @@ def prune_blockwise(model, inputs: dict, make_pruner, prune_layer, progress: boo
     if working or len(done) != len(order):
         raise SparsescopeError(f"calibration forward reached {len(done)} of the {len(order)} blocks of "
                                f"{type(model).__name__}")
+    return {name: (n, width) for name, (n, width) in rows.items()}
+
+
+def calibration_summary(rows: dict[str, tuple[int, int]], inputs: dict) -> dict:
+    """pruning.csv's calibration columns as fed: samples, tokens (text tokens, or a speech model's transcript
+    tokens), `calibration_rows`, the fewest input rows any calibrated layer saw, and a note naming
+    the layers that saw fewer rows than they have inputs (a singular Hessian: only SparseGPT's dampening
+    defines its update there)."""
+    # Whisper's decoder reads transcripts: their tokens are the text it calibrates on
+    ids = inputs["input_ids"] if "input_ids" in inputs else inputs["decoder_input_ids"]
+    fed = {"n_samples": int(ids.shape[0]), "tokens": int(ids.numel())}
+    if not rows:
+        return {**fed, "rows": "", "note": ""}
+    short = sorted((n, width, name) for name, (n, width) in rows.items() if n < width)
+    note = "" if not short else (
+        f"{len(short)} calibrated layers saw fewer input rows than they have inputs (fewest: {short[0][2]}, "
+        f"{short[0][0]} rows for {short[0][1]} inputs): their Hessian is singular and only the 1% dampening "
+        "keeps SparseGPT's update defined")
+    return {**fed, "rows": min(n for n, _ in rows.values()), "note": note}

@@ -35,7 +35,7 @@ from ..sources.devices import resolve_device
 from ..sources.registry import describe, empty_model, load_model
 from ..sources.weights import iter_tensors, list_tensors, tensor_aliases, weight_files
 from ..storage import FORMAT, VERSION, CheckpointWriter, checkpoint_bytes, copy_model_files
-from .calibration import DEFAULT_SEQLEN, calibration_budget, prune_blockwise
+from .calibration import DEFAULT_SEQLEN, calibration_budget, calibration_summary, prune_blockwise
 from .magnitude import (Threshold, apply_threshold, check_sparsity, global_threshold, n_to_prune,
                         nm_magnitude, parse_nm, prune_smallest, torch_prune_global)
 from .sparsegpt import SparseGPT
@@ -190,12 +190,17 @@ def calibrated(run: RunContext):
                                                run.budget["n_samples"], spec.seqlen, spec.seed)
     n, m = parse_nm(spec.nm) if spec.nm else (0, 0)
     pruner_cls = {"wanda": Wanda, "sparsegpt": SparseGPT}[spec.method]
-    prune_blockwise(model, inputs, pruner_cls, lambda p: p.prune(spec.sparsity, n, m), run.progress, streamer)
+    seen = prune_blockwise(model, inputs, pruner_cls, lambda p: p.prune(spec.sparsity, n, m), run.progress,
+                           streamer)
     missed = [name for name in run.targets.names if name not in streamer.spilled]
     if missed:
         raise SparsescopeError(f"{run.model}: calibration never reached the prunable matrices {missed[:2]}: "
                                "they are not inside a block of the model's own class")
-    return lambda name, w: streamer.stored(name).to(w.dtype)
+
+    def prune(name, w):
+        return streamer.stored(name).to(w.dtype)
+    prune.calibration = calibration_summary(seen, inputs)  # what the layers really saw, for pruning.csv
+    return prune
 
 
 # method -> a function of the run returning prune(name, tensor) -> pruned tensor, called in checkpoint order
@@ -245,6 +250,9 @@ def prune_model(model: str, out_dir: str | os.PathLike, spec: PruneSpec, save_fo
         writers = {f: CheckpointWriter(tmp / f) for f in formats}
         nm_pattern = parse_nm(spec.nm) if spec.nm else None  # N:M runs get the "nm" index code
         touched = getattr(prune, "touched", set())  # structured runs also cut biases
+        fed = {**budget, **getattr(prune, "calibration", {})}  # as fed, where calibration ran
+        if fed.get("note") and fed.get("note") != budget.get("note") and progress:
+            print(f"{model}: {fed['note']}", flush=True)
         stream = tqdm(iter_tensors(folder), desc="writing", total=len(targets.tags), disable=not progress)
         for name, w in stream:
             if name in targets.names or name in touched:
@@ -280,8 +288,9 @@ def prune_model(model: str, out_dir: str | os.PathLike, spec: PruneSpec, save_fo
                "achieved_sparsity": n_zeroed / targets.n_weights, "n_prunable": targets.n_weights,
                "n_zeroed": n_zeroed, "seconds": time.time() - started, "peak_rss_bytes": peak_rss_bytes(),
                "peak_anon_bytes": max(anonymous.peak, 0),
-               "n_samples": budget.get("n_samples", ""), "seqlen": spec.seqlen if calibrated_method else "",
-               "calibration_tokens": budget.get("tokens", ""), "calibration_note": budget.get("note", ""),
+               "n_samples": fed.get("n_samples", ""), "seqlen": spec.seqlen if calibrated_method else "",
+               "calibration_tokens": fed.get("tokens", ""), "calibration_rows": fed.get("rows", ""),
+               "calibration_note": fed.get("note", ""),
                "device": str(resolve_device(device)) if calibrated_method else "cpu",
                "dense_bytes": checkpoint_bytes(folder),
                "saved_bytes": checkpoint_bytes(tmp / formats[0]),

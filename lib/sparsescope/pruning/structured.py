@@ -27,7 +27,7 @@ from ..sources.anatomy import block_stacks, model_anatomy
 from ..sources.layouts import checkpoint_layout, tie_missing
 from ..sources.registry import empty_model
 from ..sources.weights import CheckpointReader
-from .calibration import calibration_inputs, prune_blockwise
+from .calibration import calibration_inputs, calibration_summary, prune_blockwise
 from .repair import OutputRepair
 from .streaming import BlockStreamer
 from .units import columns, cuts, keep_best, matrix, removed_per_group, smaller_config, units
@@ -123,7 +123,8 @@ class StructuredPruner:
                 u = pruner.unit
                 self.kept[u.output] = keep_best(u, pruner.energy(u.size), self.removed)
                 pruner.remove(columns(u, self.kept[u.output]), repair=True)
-        prune_blockwise(model, inputs, make_pruner, prune_layer, progress, self.streamer)
+        self.calibration = calibration_summary(
+            prune_blockwise(model, inputs, make_pruner, prune_layer, progress, self.streamer), inputs)
 
     def __call__(self, name: str, w: torch.Tensor) -> torch.Tensor:
         if self.streamer is not None:  # the block as calibration left it (refit output projection)

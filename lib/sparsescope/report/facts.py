@@ -760,7 +760,15 @@ def crossovers_measured(crossovers: pd.DataFrame) -> bool:
     return bool(len(csr)) and "rule" in csr and bool((csr["rule"] == "interval").all())
 
 
+def crossovers_timed_once(crossovers: pd.DataFrame) -> bool:
+    """Whether the CSR sweep was timed once per point: no interval, so no crossover is claimed."""
+    csr = crossovers[crossovers["kind"] == "kernel-csr"] if len(crossovers) else crossovers
+    return bool(len(csr)) and "rule" in csr and bool((csr["rule"] == "one repeat").any())
+
+
 def crossover_words(crossovers: pd.DataFrame, runtime: pd.DataFrame) -> list[str]:
+    """Per tokens per batch, the measured sparsity from which CSR wins (crossovers() decides), as a span over
+    the matrix shapes."""
     csr = crossovers[crossovers["kind"] == "kernel-csr"] if len(crossovers) else pd.DataFrame()
     if not len(csr):
         return []
@@ -768,9 +776,12 @@ def crossover_words(crossovers: pd.DataFrame, runtime: pd.DataFrame) -> list[str
     out = []
     for n in sorted(csr["tokens"].unique()):
         group = csr[csr["tokens"] == n]
+        tokens = plural(int(n), "token")
+        if crossovers_timed_once(group):
+            out.append(f"{tokens} per batch: timed once per point, so no interval and no crossover claimed")
+            continue
         at = pd.to_numeric(group["crossover_sparsity"], errors="coerce")
         found, never = at.dropna(), int(at.isna().sum())
-        tokens = plural(int(n), "token")
         # an interval above 1.0 makes a win measurable; rows without one are read by their medians
         wins = "measurably faster" if crossovers_measured(group) else "faster (medians, no interval)"
         if len(found):
@@ -778,7 +789,8 @@ def crossover_words(crossovers: pd.DataFrame, runtime: pd.DataFrame) -> list[str
                 f"–{found.max():.0%}" if round(found.min(), 2) != round(found.max(), 2) else ""
             )
             tail = f"; never up to {top:.0%} for {plural(never, 'shape')}" if never else ""
-            out.append(f"{tokens} per batch: CSR {wins} above {span_} sparsity{tail}")
+            out.append(f"{tokens} per batch: CSR {wins} at {span_} sparsity and every measured sparsity "
+                       f"above{tail}")
         else:
             out.append(f"{tokens} per batch: CSR never {wins.split(' (')[0]} up to {top:.0%}")
     return out
@@ -807,6 +819,39 @@ def threshold_sentence(medians: dict[str, float], factor: float = 2.0) -> str:
     return (
         head + f", within {factor:.0f}× of each other, so on these models scale alone does not rule out a "
         "shared threshold."
+    )
+
+
+def histogram_sentence(model: str, acc) -> str:
+    """Where a model's |w| histogram peaks and how many decades its middle 98% spans, from exact counts."""
+    from ..analysis.statistics import log10_histogram
+
+    h = log10_histogram(acc)
+    k = int(np.argmax(h["counts"]))
+    peak = math.sqrt(h["edges"][k] * h["edges"][k + 1])
+    q = acc.quantiles((0.01, 0.99))
+    lo, hi = q["0.01"], q["0.99"]
+    middle = (
+        f"the middle 98% of its weights lie between {num(lo)} and {num(hi)}, "
+        f"{math.log10(hi / lo):.1f} decades" if lo > 0 else f"over 1% of its weights are exactly 0, the rest "
+        f"below {num(hi)} for 99%"
+    )
+    zeros = acc.n_zero / max(acc.n, 1)
+    return (
+        f"{model}: the most populated log-spaced bin of |w| is around {num(peak)}, holding "
+        f"{pct(h['counts'][k] / max(acc.n, 1))} of its {num(acc.n)} weights; {middle}; "
+        + (f"{pct(zeros)} are exactly 0." if zeros else "none is exactly 0.")
+    )
+
+
+def cdf_sentence(model: str, summary: dict) -> str:
+    """The magnitudes one-shot global thresholds would cut at, read off a group's saved summary (its exact
+    quantiles and shares below 1e-3 and 1e-2, counted on the raw floats when the model was read)."""
+    q, below = summary["quantiles"], summary["frac_below"]
+    return (
+        f"{model}: a 50% magnitude threshold on its prunable weights sits at |w| = {num(q['0.5'])} and a 90% "
+        f"one at {num(q['0.9'])}; {pct(below['1e-3'])} of them are below 1e-3 and {pct(below['1e-2'])} below "
+        "1e-2."
     )
 
 

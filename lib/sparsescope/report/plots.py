@@ -179,21 +179,55 @@ def cdf_figure(groups: dict[str, Accumulator], title: str, styles: dict[str, dic
     return fig
 
 
-def distribution_figure(models: dict[str, dict[str, Accumulator]], titles: dict[str, str] | None = None):
-    """One row per model: |w| histogram (left) and CDF (right) of each group, e.g. attention vs MLP."""
+def model_panels(models: dict[str, dict[str, Accumulator]], draw: str, titles: dict[str, str] | None = None):
+    """One panel per model (two to a row), its groups (e.g. attention, MLP, all weights) overlaid: the
+    log-binned histogram when `draw` is "histogram", the cumulative share below x when it is "cdf"."""
     n = len(models)
-    fig, axes = plt.subplots(n, 2, figsize=(PRINT_WIDTH, 2.05 * n + 0.3), squeeze=False)
-    for (model, groups), (left, right) in zip(models.items(), axes):
+    cols = min(n, 2)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(PRINT_WIDTH, 2.6 * rows + 0.3), squeeze=False)
+    for ax, (model, groups) in zip(axes.flat, models.items()):
         for i, (label, acc) in enumerate(groups.items()):
-            colour = PALETTE[i % len(PALETTE)]
-            plot_log10_histogram(left, acc, label, color=colour)
-            plot_cdf(right, acc, label, color=colour)
+            plot = plot_log10_histogram if draw == "histogram" else plot_cdf
+            plot(ax, acc, label, color=PALETTE[i % len(PALETTE)])
         title = (titles or {}).get(model, model)
-        _log_axes(left, "weights per bin (%, log)", f"{title}: histogram", log_y=True)
-        _log_axes(right, "|w| below x (%)", f"{model}: cumulative")
-        _cdf_xlim(right, groups.values())
-        right.set_ylim(0, 100)
-        left.legend(loc="upper left", fontsize=6.5)
+        if draw == "histogram":
+            _log_axes(ax, "weights per bin (%, log)", title, log_y=True)
+        else:
+            _log_axes(ax, "|w| below x (%)", title)
+            _cdf_xlim(ax, groups.values())
+            ax.set_ylim(0, 100)
+            ax.axhline(50, color="0.4", lw=0.8, ls=":", zorder=0)
+        ax.legend(loc="upper left", fontsize=6.5)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def layer_cdf_figure(models: dict[str, dict[str, list[tuple[int, Accumulator]]]]):
+    """The seed's CDFs by layer: one panel per model and stack, one CDF of prunable |w| per block, coloured
+    from the first block (dark) to the last (light) with a colour bar, so depth reads off the colour."""
+    panels = [(f"{model}, {stack}" if len(stacks) > 1 else model, items)
+              for model, stacks in models.items() for stack, items in stacks.items()]
+    cols = min(len(panels), 2)
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(PRINT_WIDTH, 2.6 * rows + 0.3), squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    for ax, (title, items) in zip(axes.flat, panels):
+        blocks = [b for b, _ in items]
+        norm = plt.Normalize(min(blocks), max(blocks) if max(blocks) > min(blocks) else min(blocks) + 1)
+        for block, acc in items:
+            plot_cdf(ax, acc, f"block {block}", color=cmap(norm(block)), lw=0.9)
+        _log_axes(ax, "prunable |w| below x (%)", title)
+        _cdf_xlim(ax, [acc for _, acc in items])
+        ax.set_ylim(0, 100)
+        bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02)
+        bar.set_label("block index (depth)")
+        bar.locator = MaxNLocator(integer=True, nbins=6)
+        bar.update_ticks()
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
     fig.tight_layout()
     return fig
 
@@ -485,7 +519,7 @@ def size_figure(sizes, title: str):
 
 def _index_panel(ax, sizes_by_model: dict[str, pd.DataFrame]) -> None:
     s = np.linspace(0.3, 0.995, 200)
-    ax.plot(100 * s, binary_entropy(s), color="0.3", lw=1, label="entropy of the mask, H(s)")
+    ax.plot(100 * s, binary_entropy(s), color="0.3", lw=1, label="H(s): i.i.d. mask of that density")
     ax.axhline(1.0, color="0.6", lw=0.8, ls="--", label="bitmask (1 bit)")
     ax.plot([50], [math.log2(6) / 4], "_", color="0.2", ms=14, mew=2, label="2:4 bound, log2 C(4,2)/4")
     seen = set()

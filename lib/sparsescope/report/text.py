@@ -103,8 +103,9 @@ SECTIONS = [
     (2, "Summary"),
     (2, "Model Selection"),
     (2, "Sparsity Structure"),
-    (3, "Distributions"),
-    (3, "Depth"),
+    (3, "Histograms"),
+    (3, "CDFs"),
+    (3, "CDFs by Layer"),
     (2, "Sparsification"),
     (3, "Layer collapse"),
     (3, "Attention and MLP matrices"),
@@ -128,7 +129,14 @@ def show(parts: Parts) -> None:
 
 
 def load_results(results_dir: str | os.PathLike, models: list[str]) -> list[ModelResults]:
-    return [F.load_model(results_dir, m) for m in models]
+    """Each model's results, named as a reader knows it: a local folder by its own name (not its whole path)
+    unless two folders share a name; registry names and hub ids as given."""
+    loaded = [F.load_model(results_dir, m) for m in models]
+    folders = [Path(m).name if os.path.isdir(m) else m for m in models]
+    if len(set(folders)) == len(folders):
+        for m, name in zip(loaded, folders):
+            m.name = name
+    return loaded
 
 
 def after_colon(sentence: str) -> str:
@@ -504,14 +512,9 @@ class Report:
 
     # ---------------------------------------------------------------------------- structure
     def structure(self) -> Parts:
-        parts = [
-            (
-                "md",
-                "All statistics are exact counts over every stored weight, read tensor by tensor; |w| is on "
-                "log axes because magnitudes span many decades.\n\n### Distributions\n\nHow |w| spreads "
-                "in the attention and the MLP matrices of each model, and over all its weights:",
-            )
-        ]
+        """The seed's three views of |w|: Histograms, CDFs, CDFs by Layer, each with a paragraph per model."""
+        from .plots import cdf_figure, depth_figure, layer_cdf_figure, model_panels
+
         groups, titles = {}, {}
         for m in self.models:
             g = {
@@ -520,95 +523,74 @@ class Report:
                 "all weights": m.dist.groups["all"],
             }
             groups[m.name] = {k: v for k, v in g.items() if v is not None and v.n}
-            titles[m.name] = f"{m.name} ({m.family})" + (
-                " — de-quantised Q4_1" if "Q4_1" in caveat(m) else ""
-            )
-        from .plots import cdf_figure, distribution_figure
-
+            q4 = " — de-quantised Q4_1" if "Q4_1" in caveat(m) else ""
+            titles[m.name] = f"{m.name} ({m.family}){q4}"
         notes = [c for c in map(caveat, self.models) if c]
-        parts.append(
-            (
-                "html",
-                self.n.figure(
-                    distribution_figure(groups, titles),
-                    "|w| of the attention and MLP matrices and of all weights, per model: share of weights "
-                    "per log-spaced "
-                    "bin (left) and cumulative share below x (right). Dotted lines mark 1e-3, 1e-2, 1e-1."
-                    + (" " + "; ".join(notes) + "." if notes else ""),
-                    "Histograms and cumulative distributions of weight magnitudes for "
-                    + join([m.name for m in self.models])
-                    + ", attention and MLP matrices shown separately.",
-                ),
-            )
-        )
-        parts.append(
-            (
-                "md",
-                render(
-                    "structure",
-                    components=self.component_findings(),
-                    threshold=F.threshold_sentence(self.medians()),
-                ),
-            )
-        )
-        parts.append(
-            (
-                "html",
-                self.n.table(
-                    self.statistics_table(),
-                    "Magnitude statistics of all and of the prunable "
-                    "weights. Outliers: |w − μ| > 6σ, with μ and σ of the weight's own tensor.",
-                    wide=True,
-                    note="; ".join(notes),
-                ),
-            )
-        )
-        styles = {f"{m.name} ({m.family})": {"color": f"C{i}"} for i, m in enumerate(self.models)}
-        parts.append(
-            (
-                "html",
-                self.n.figure(
-                    cdf_figure(
-                        {f"{m.name} ({m.family})": m.dist.groups["prunable"] for m in self.models},
-                        "prunable weights, every model",
-                        styles,
-                    ),
-                    "Cumulative distribution of the prunable |w| of every model on one axis: where a 50% "
-                    "magnitude threshold "
-                    "falls is where each curve crosses the dotted 50% line." + self.q4_note(),
-                    "Cumulative distributions of prunable weight magnitudes, one curve per model.",
-                ),
-            )
-        )
-        parts.append(
-            (
-                "md",
-                "### Depth\n\nWhether magnitudes drift with depth, block by block (a trend is named only "
-                "where enough blocks test it):",
-            )
-        )
-        from .plots import depth_figure
+        noted = " " + "; ".join(notes) + "." if notes else ""
+        names = join([m.name for m in self.models])
+        blocks = {m.name: m.dist.blocks() for m in self.models}
 
-        parts.append(
-            (
-                "html",
-                self.n.figure(
-                    depth_figure({m.name: m.dist.blocks() for m in self.models}),
-                    "Median |w| of each block's prunable weights against depth, with the 25–75% (dark) and "
-                    "10–90% (light) "
-                    "bands; encoder and decoder blocks as separate lines." + self.q4_note(),
-                    "Median weight magnitude per block against block index for each model, with quantile "
-                    "bands.",
-                ),
-            )
-        )
-        sentences = []
+        def figure(fig, caption: str, alt: str) -> tuple[str, str]:
+            return ("html", self.n.figure(fig, caption, alt))
+
+        def bullets(lines: list[str]) -> tuple[str, str]:
+            return ("md", "\n".join(f"- {line}" for line in lines))
+
+        parts = [
+            ("md", "All statistics are exact counts over every stored weight, read tensor by tensor; |w| is "
+                   "on log axes because magnitudes span many decades.\n\n### Histograms\n\nHow |w| "
+                   "spreads in the attention and the MLP matrices of each model, and over all its weights:"),
+            figure(model_panels(groups, "histogram", titles),
+                   "Share of weights per log-spaced |w| bin (log axis), per model: attention and MLP "
+                   "matrices and all weights. Dotted lines mark 1e-3, 1e-2, 1e-1." + noted,
+                   f"Histograms of weight magnitudes for {names}, attention and MLP matrices apart."),
+            bullets([F.histogram_sentence(m.name, m.dist.groups["all"]) for m in self.models]),
+            ("html", self.n.table(
+                self.statistics_table(),
+                "Magnitude statistics of all and of the prunable weights. Outliers: |w − μ| > 6σ, with μ "
+                "and σ of the weight's own tensor.", wide=True, note="; ".join(notes))),
+            ("md", "### CDFs\n\nThe share of weights below each magnitude, which is where a one-shot "
+                   "magnitude threshold falls for a given sparsity:"),
+            figure(model_panels(groups, "cdf", titles),
+                   "Cumulative share of weights with |w| below x, per model: attention and MLP matrices "
+                   "and all weights; the dotted line marks 50%." + noted,
+                   f"Cumulative distributions of weight magnitudes for {names}, attention and MLP apart."),
+        ]
+        findings = self.component_findings()
+        cdf_lines = [" ".join([F.cdf_sentence(m.name, m.dist.summary["prunable"])] + findings.get(m.name, []))
+                     for m in self.models]
+        parts.append(("md", render("structure", models=cdf_lines,
+                                   threshold=F.threshold_sentence(self.medians()))))
+        if len(self.models) > 1:
+            label = {m.name: f"{m.name} ({m.family})" for m in self.models}
+            styles = {label[m.name]: {"color": f"C{i}"} for i, m in enumerate(self.models)}
+            every = {label[m.name]: m.dist.groups["prunable"] for m in self.models}
+            parts.append(figure(
+                cdf_figure(every, "prunable weights, every model", styles),
+                "Cumulative distribution of the prunable |w| of every model on one axis: where a 50% "
+                "magnitude threshold falls is where each curve crosses the dotted 50% line." + self.q4_note(),
+                "Cumulative distributions of prunable weight magnitudes, one curve per model."))
+        parts.append(("md", "### CDFs by Layer\n\nThe prunable weights' CDF of every block, coloured by "
+                            "depth, then each block's median and quantile bands (a trend is named only where "
+                            "enough blocks test it):"))
+        parts.append(figure(
+            layer_cdf_figure(blocks),
+            "Cumulative share of each block's prunable weights with |w| below x; colour runs from the "
+            "first block (dark) to the last (light); encoder and decoder stacks in separate panels."
+            + self.q4_note(),
+            f"Per-block cumulative distributions of prunable weight magnitudes for {names}, by depth."))
+        parts.append(figure(
+            depth_figure(blocks),
+            "Median |w| of each block's prunable weights against depth, with the 25–75% (dark) and "
+            "10–90% (light) bands; encoder and decoder blocks as separate lines." + self.q4_note(),
+            "Median weight magnitude per block against block index for each model, with quantile bands."))
+        lines = []
         for m in self.models:
-            for stack, items in m.dist.blocks().items():
-                blocks = [b for b, _ in items]
-                medians = [acc.quantiles((0.5,))["0.5"] for _, acc in items]
-                sentences.append(F.depth_sentence(stack, m.name, blocks, medians))
-        parts.append(("md", "\n".join(f"- {s}" for s in sentences)))
+            said = [F.depth_sentence(stack, m.name, [b for b, _ in items],
+                                     [acc.quantiles((0.5,))["0.5"] for _, acc in items])
+                    for stack, items in blocks[m.name].items()]
+            lines.append(" ".join(said) or f"{m.name}: no block structure was found in its names.")
+        parts.append(bullets(lines))
         return parts
 
     def q4_note(self) -> str:
@@ -618,9 +600,9 @@ class Report:
     def medians(self) -> dict[str, float]:
         return {m.name: m.dist.summary["prunable"]["quantiles"]["0.5"] for m in self.models}
 
-    def component_findings(self) -> list[str]:
+    def component_findings(self) -> dict[str, list[str]]:
         """Attention against MLP, per model, only where both exist; the direction is computed."""
-        out = []
+        out = {}
         for m in self.models:
             att, mlp = m.dist.groups.get("component:attention"), m.dist.groups.get("component:mlp")
             if not att or not mlp or not att.n or not mlp.n:
@@ -628,13 +610,13 @@ class Report:
             a, b = att.quantiles((0.5,))["0.5"], mlp.quantiles((0.5,))["0.5"]
             hi, lo = ("attention", "MLP") if a > b else ("MLP", "attention")
             if max(a, b) / min(a, b) < 1.005:  # equal at the printed precision: no direction to claim
-                out.append(f"{m.name}: median |w| {num(a)} in attention and {num(b)} in MLP matrices — the "
-                           "same scale, so a single global threshold takes from both alike.")
+                out[m.name] = [f"Median |w| is {num(a)} in attention and {num(b)} in MLP matrices — the same "
+                               "scale, so a single global threshold takes from both alike."]
                 continue
-            out.append(
-                f"{m.name}: median |w| {num(a)} in attention, {num(b)} in MLP matrices — {hi} weights are "
+            out[m.name] = [
+                f"Median |w| is {num(a)} in attention, {num(b)} in MLP matrices — {hi} weights are "
                 f"{max(a, b) / min(a, b):.2f}× larger, so a single global threshold takes more from {lo}."
-            )
+            ]
         return out
 
     def statistics_table(self) -> pd.DataFrame:
@@ -900,9 +882,9 @@ class Report:
                 "html",
                 self.n.figure(
                     size_overview_figure(data),
-                    "Left: bits per prunable weight spent on the positions of the kept weights, against the "
-                    "mask's entropy "
-                    "H(s) and the 2:4 bound"
+                    "Left: bits per prunable weight spent on the positions of the kept weights, against "
+                    "H(s), the entropy of an i.i.d. random mask of that density (the bound for such a mask, "
+                    "not for these masks), and the 2:4 bound"
                     + (" (older results without the index column are left out)" if any(
                         F.column(s, "index_bits_per_weight").isna().all() for s, _, _ in data.values())
                        else "")
@@ -1351,6 +1333,7 @@ class Report:
                 and (float(r.speedup_lo) > 1.0 or float(r.speedup_hi) < 1.0)) if len(dk) else "",
             "crossover": (F.span(found.min(), found.max(), "{:.0%}".format) if len(found) else ""),
             "crossover_measured": F.crossovers_measured(cross) if len(cross) else True,
+            "timed_once": F.crossovers_timed_once(cross) if len(cross) else False,
             # the device the kernel sweep ran on (device_name: "cpu (N threads)" or the GPU's model)
             "kernel_device": "" if not len(csr_rt) or "device" not in csr_rt else "CPU " if csr_rt[
                 "device"].astype(str).str.startswith("cpu").all() else "GPU ",

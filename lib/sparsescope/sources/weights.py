@@ -53,6 +53,13 @@ def weight_files(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
+def model_source_files(folder: Path) -> list[Path]:
+    """The files of a model folder that scores and timings depend on: weights, configs, tokenizer."""
+    folder = Path(folder)
+    small = [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix in (".json", ".txt", ".model")]
+    return sorted(set(weight_files(folder)) | set(small))
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     name: str
