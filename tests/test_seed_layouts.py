@@ -164,11 +164,11 @@ def test_truncated_pickle_is_one_line(folders, tmp_path):
 
 
 def test_a_full_disk_leaves_nothing_that_looks_complete(folders, tmp_path, monkeypatch):
-    from sparsescope import storage
+    from sparsescope.storage import checkpoint
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(storage, "write_safetensors", full)
+    monkeypatch.setattr(checkpoint, "write_safetensors", full)  # what the checkpoint writer calls
     with pytest.raises(SparsescopeError, match="disk filled up") as err:
         prune_model(str(folders["bert-large"]), tmp_path, PruneSpec("global_magnitude", 0.5), progress=False)
     assert "\n" not in str(err.value)
