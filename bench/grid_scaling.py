@@ -28,8 +28,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from sparsescope.report.grid import plan
-from sparsescope.report.pipeline import run_models
+from sparsescope.run.grid import plan
+from sparsescope.run import run_models
 from sparsescope.sources.registry import profile_models
 
 SEED_FP32_BYTES = {"bert-large": 1.34e9, "gpt2-xl": 6.23e9, "t5-v1_1-xl": 11.4e9}  # parameters x 4 bytes

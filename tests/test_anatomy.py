@@ -224,7 +224,7 @@ def bert_with_gamma(src, folder):
 def test_the_default_report_completes_on_opt_and_roberta(any_models, tmp_path):
     """`make report MODELS="<tiny OPT> <tiny RoBERTa>"`: the default grid (ffn_activation included) on two
     architectures the suite never names, small budgets, through the task graph to the HTML report."""
-    from sparsescope.report.pipeline import run_models
+    from sparsescope.run import run_models
     models = [str(any_models["opt"]), str(any_models["roberta"])]
     knobs = {"sparsities": [0.5], "n_samples": 2, "seqlen": 32, "n_tokens": 64, "window": 32, "batch_sizes": [1],
              "runtime_seqlen": 16, "kernel_sparsities": [0.5], "kernel_tokens": [16], "repeats": 2}

@@ -16,7 +16,7 @@ import torch
 from sparsescope import SparsescopeError
 from sparsescope.__main__ import build_parser, main
 from sparsescope.artifacts import results_path
-from sparsescope.report.pipeline import KNOBS, MARKER, STAGES, parse_knobs, run_models
+from sparsescope.run import KNOBS, MARKER, STAGES, parse_knobs, run_models
 
 ROOT = Path(__file__).resolve().parents[1]
 

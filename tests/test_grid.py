@@ -1,4 +1,4 @@
-"""The run grid as a Dask task graph (report.grid) on tiny models: a 2-worker LocalCluster gives the serial run's
+"""The run grid as a Dask task graph (run.grid) on tiny models: a 2-worker LocalCluster gives the serial run's
 results (tables, checkpoint bytes); a worker killed during a pruning run still ends complete and correct; memory
 annotations keep two large tasks off one small worker; GPU tasks ask for a GPU; bad inputs and folders the
 workers cannot share end in one line each."""
@@ -27,8 +27,9 @@ from conftest import _bench_module
 from sparsescope import SparsescopeError
 from sparsescope.__main__ import build_parser
 from sparsescope.artifacts import results_path
-from sparsescope.report import grid
-from sparsescope.report.pipeline import MARKER, STAGES, run_model, run_models
+from sparsescope.run import grid
+from sparsescope.run import tasks as worker_tasks
+from sparsescope.run import MARKER, STAGES, run_model, run_models
 from test_pipeline import SMALL, assert_marker_last
 
 GB = 10**9
@@ -312,6 +313,6 @@ def test_a_task_runs_where_transformers_asks_the_terminal_for_colour(seed_hub, c
     from conftest import snapshot
     from sparsescope.sources.registry import load_model
     folder = snapshot(seed_hub, "google-bert/bert-large-uncased")
-    model = grid._captured({"prefix": "[bert] ", "title": "evaluate dense"}, lambda: load_model(str(folder)))
+    model = worker_tasks._captured({"prefix": "[bert] ", "title": "evaluate dense"}, lambda: load_model(str(folder)))
     assert type(model).__name__ == "BertForMaskedLM"
     assert "[bert] evaluate dense: done in" in capsys.readouterr().out

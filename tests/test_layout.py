@@ -3,8 +3,10 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lib" / "sparsescope"
-# errors, artifacts -> sources -> storage -> analysis -> pruning -> evaluation -> report -> command line
-ORDER = ["errors", "artifacts", "sources", "storage", "analysis", "pruning", "evaluation", "report", "__main__"]
+# errors, artifacts -> sources -> storage -> analysis -> pruning -> evaluation -> stages -> report -> run
+# (orchestration) -> command line
+ORDER = ["errors", "artifacts", "sources", "storage", "analysis", "pruning", "evaluation", "stages", "report",
+         "run", "__main__"]
 BASE = {"errors": 0, "artifacts": 0}
 
 

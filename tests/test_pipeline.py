@@ -20,8 +20,9 @@ import pytest
 from sparsescope import SparsescopeError
 from sparsescope.artifacts import result_slug, results_path
 from sparsescope.pruning.runs import plan_runs
-from sparsescope.report.pipeline import (MARKER, NOTEBOOKS, ProgressStream, build_report, execute, marker_key,
-                                         run_model, run_models, run_notebook, run_once, stage_parameters)
+from sparsescope.run.markers import run_once
+from sparsescope.run import (MARKER, NOTEBOOKS, ProgressStream, build_report, execute, marker_key,
+                             run_model, run_models, run_notebook, stage_parameters)
 
 SECTIONS = ("Summary", "Model Selection", "Sparsity Structure", "Histograms", "CDFs", "CDFs by Layer", "Sparsification",
             "Layer collapse", "Benchmarks", "Size", "Runtime", "Quality", "Challenges of Sparsification")

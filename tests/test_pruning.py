@@ -327,7 +327,7 @@ def test_calibrated_nm_runs_are_valid_nm(arch, method, tiny_models, tmp_path):
 
 def test_nm_methods_narrow_which_methods_get_the_nm_run():
     from sparsescope.pruning.runs import plan_runs
-    from sparsescope.report.pipeline import parse_knobs
+    from sparsescope.run import parse_knobs
     every = [s.label for s in plan_runs(["global_magnitude", "nm_magnitude", "wanda"], [0.5], "2:4")]
     assert every == ["global_magnitude-0.5", "nm_magnitude-2of4", "wanda-0.5", "wanda-2of4"]
     narrowed = [s.label for s in plan_runs(["global_magnitude", "nm_magnitude", "wanda"], [0.5], "2:4",

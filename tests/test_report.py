@@ -428,7 +428,7 @@ def stranded_headings(html: str, pdf: Path) -> list[str]:
 
 def test_the_page_check_catches_a_heading_stranded_at_the_bottom_of_a_page(tmp_path):
     need("pdftotext")
-    from sparsescope.report.pipeline import write_pdf
+    from sparsescope.report.build import write_pdf
     body = "<p>" + "word " * 60 + "</p>"
     # a forced break beats the stylesheet's break-after: avoid, so this heading must end page 1
     html = (f"<html><body><h3>Kept with its text</h3>{body}<h3>Left alone at the bottom</h3>"
@@ -442,7 +442,7 @@ def test_the_page_check_catches_a_heading_stranded_at_the_bottom_of_a_page(tmp_p
 def test_the_page_check_catches_a_clipped_table_and_an_empty_page(tmp_path):
     need("pdftotext")
     need("pdfimages")
-    from sparsescope.report.pipeline import write_pdf
+    from sparsescope.report.build import write_pdf
     wide = "<table class='ss-table'><tr>" + "".join(f"<td>{'x' * 40}{i}</td>" for i in range(8)) + "</tr></table>"
     html = tmp_path / "bad.html"
     html.write_text(f"<html><body><p>{'word ' * 60}</p>{wide}<div style='break-before: page'></div>"
@@ -461,7 +461,7 @@ def report_pdf(tiny_models, tmp_path_factory):
     from sparsescope.artifacts import results_path
     from sparsescope.evaluation.size import size_results
     from sparsescope.pruning.runs import PruneSpec, prune_runs
-    from sparsescope.report.pipeline import build_report
+    from sparsescope.run import build_report
     root = tmp_path_factory.mktemp("report")
     model = str(tiny_models["llama"])
     results = root / "results"

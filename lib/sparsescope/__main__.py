@@ -21,10 +21,6 @@ from pathlib import Path
 from .errors import SparsescopeError
 
 PROG = "python -m sparsescope"
-# knobs per subcommand (papermill parameter names; see report.pipeline.KNOBS)
-PRUNE_KNOBS = ("methods", "sparsities", "nm", "nm_methods", "n_samples", "seqlen", "seed", "device")
-EVALUATE_KNOBS = ("corpus", "n_tokens", "window", "n_passages", "n_clips", "batch_sizes", "repeats", "seed",
-                  "device")
 LISTS = ("methods", "sparsities")  # several words: --sparsities 0.5 0.7 or --sparsities "0.5 0.7"
 
 
@@ -48,19 +44,22 @@ def prepare() -> int:
 
 
 def add_knobs(parser: argparse.ArgumentParser, names) -> None:
-    from .report.pipeline import KNOBS
+    from .run import KNOBS, knob_flag
     group = parser.add_argument_group("knobs (papermill parameters; unset: the notebook's default)")
     for name in names:
-        flag = "--" + name.replace("_", "-")
-        group.add_argument(flag, dest=name, nargs="+" if name in LISTS else None, metavar=name.upper(),
-                           help=KNOBS[name][1])
+        group.add_argument(knob_flag(name), dest=name, nargs="+" if name in LISTS else None,
+                           metavar=name.upper(), help=KNOBS[name][1])
 
 
 def build_parser() -> Parser:
     parser = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
-    def model_command(name: str, help: str, knobs, stage: str) -> Parser:
+    from .run import notebook_defaults
+    from .run.knobs import stage_knobs
+
+    def model_command(name: str, help: str, stage: str) -> Parser:
+        knobs = stage_knobs(notebook_defaults(stage))  # what its notebook takes (run.knobs.KNOBS)
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("model", help="registry name, HF hub id or local HF folder")
         p.add_argument("--out", type=Path, help=f"the stage's folder (default RESULTS/<model>/{stage})")
@@ -69,12 +68,10 @@ def build_parser() -> Parser:
         p.set_defaults(stage=stage, knobs=knobs)
         return p
 
-    model_command("analyze", "notebook 01: distribution of |w| (summary, histograms, figures)", (),
-                  "distribution")
-    model_command("prune", "notebook 02: one-shot pruning runs, pruning.csv and figures", PRUNE_KNOBS,
-                  "pruning")
+    model_command("analyze", "notebook 01: distribution of |w| (summary, histograms, figures)", "distribution")
+    model_command("prune", "notebook 02: one-shot pruning runs, pruning.csv and figures", "pruning")
     evaluate = model_command("evaluate", "notebook 03: size, quality and runtime of the pruning runs",
-                             EVALUATE_KNOBS, "benchmarks")
+                             "benchmarks")
     evaluate.add_argument("--pruning-dir", type=Path,
                           help="notebook 02's folder (default RESULTS/<model>/pruning)")
 
@@ -92,7 +89,7 @@ def build_parser() -> Parser:
                         help="address of a running Dask scheduler, e.g. tcp://host:8786 (default "
                              "$DASK_SCHEDULER; empty: a local cluster); results must be on a folder every "
                              "worker sees")
-    from .report.pipeline import KNOBS
+    from .run import KNOBS
     add_knobs(report, KNOBS)
 
     sub.add_parser("prepare", help="fetch the corpus and convert the packaged models into the cache")
@@ -102,7 +99,7 @@ def build_parser() -> Parser:
 
 
 def run_report(args) -> int:
-    from .report.pipeline import KNOBS, REPORT_DIR, parse_knobs, run_models
+    from .run import KNOBS, REPORT_DIR, parse_knobs, run_models
     from .sources.registry import profile_models
     knobs = parse_knobs({name: getattr(args, name) for name in KNOBS})
     jobs = parse_knobs_int("jobs", args.jobs)
@@ -126,7 +123,7 @@ def parse_knobs_int(name: str, text: str) -> int:
 
 
 def run_stage(args) -> int:
-    from .report.pipeline import parse_knobs, run_direct
+    from .run import parse_knobs, run_direct
     knobs = parse_knobs({name: getattr(args, name) for name in args.knobs})
     run_direct(args.stage, args.model, args.out, knobs, args.results, getattr(args, "pruning_dir", None))
     return 0

@@ -399,13 +399,8 @@ def split_transcripts(rows: list[dict]) -> pd.DataFrame:
 def evaluate_checkpoints(model: str, pruning_dir, out_dir, budget: Budget = Budget(), corpus: str = "sotu",
                          progress: bool = True, device: str | torch.device = "auto") -> pd.DataFrame:
     """Score the dense model and every checkpoint of a notebook-02 out_dir on `device`; write
-    out_dir/quality.csv, each row naming the device that scored it.
-
-    Each model's rows are kept in out_dir/rows/<run>.json, keyed by what they measure: the SHA-256 of the
-    checkpoint's files (so a run re-pruned under the same label, e.g. with another seed, is scored
-    again), of the dense model's source files, and the budget and corpus. A rerun only evaluates what is
-    missing or changed. The device is not part of that key: scores mean the same on any device, so a GPU
-    rerun keeps CPU rows."""
+    out_dir/quality.csv, each row naming the device that scored it (rows cached as `quality_rows` keeps
+    them, so a rerun only evaluates what is missing or changed)."""
     started = time.time()
     device = resolve_device(device)  # a bad device fails here, even when every row is cached
     pruning_dir, out_dir = Path(pruning_dir), Path(out_dir)
@@ -414,9 +409,34 @@ def evaluate_checkpoints(model: str, pruning_dir, out_dir, budget: Budget = Budg
     if owner != model:
         raise SparsescopeError(f"{pruning_dir} holds pruning runs of {owner!r}, not {model!r}: pass that "
                                "model's pruning_dir")
+    rows = quality_rows(model, [None, *runs.itertuples()], out_dir / "rows", budget, corpus, progress, device)
+    transcripts = split_transcripts(rows)
+    if len(transcripts):  # what each run transcribes, for the report's examples
+        atomic_write_text(out_dir / "transcripts.csv", transcripts.to_csv(index=False))
+    table = pd.DataFrame(rows)
+    atomic_write_text(out_dir / "quality.csv", table.to_csv(index=False))
+    info = describe(model)
+    parameters = {**quality_settings(model, budget, corpus), "device": device_name(device)}
+    write_json(manifest(info, weight_files(Path(info["folder"])), parameters, time.time() - started),
+               out_dir / "manifest.json")
+    return table
+
+
+def quality_settings(model: str, budget: Budget, corpus: str) -> dict:
     # rows: the version of what a row holds (2: bootstrap intervals, counts, transcripts), so cached rows of
     # an older version are scored again instead of lacking them
-    settings = {"model": model, "budget": asdict(budget), "corpus": corpus, "rows": ROWS_VERSION}
+    return {"model": model, "budget": asdict(budget), "corpus": corpus, "rows": ROWS_VERSION}
+
+
+def quality_rows(model: str, runs: list, rows_dir, budget: Budget = Budget(), corpus: str = "sotu",
+                 progress: bool = True, device: str | torch.device = "auto") -> list[dict]:
+    """The scores of each of `runs` (rows of pruning.csv; None: the dense model), each kept in
+    rows_dir/<run>.json keyed by what it measures: the SHA-256 of the checkpoint's files (so a run re-pruned
+    under the same label, e.g. with another seed, is scored again), of the dense model's source files, and
+    the budget and corpus. The device is not part of that key: scores mean the same on any device, so a GPU
+    rerun keeps CPU rows."""
+    device = resolve_device(device)
+    settings = quality_settings(model, budget, corpus)
     folder = Path(model_folder(model))
     dense_files = content_hashes(model_source_files(folder), folder)
     evaluator = None
@@ -439,20 +459,11 @@ def evaluate_checkpoints(model: str, pruning_dir, out_dir, budget: Budget = Budg
         return [{**meta, **r} for r in scores]
 
     rows = []
-    for run in tqdm([None, *runs.itertuples()], desc="evaluating", disable=not progress):
+    for run in tqdm(runs, desc="evaluating", disable=not progress):
         label = "dense" if run is None else Path(run.checkpoint).parent.name
         # a run's scores depend on its checkpoint and on the dense model (inputs, KL reference)
         key = {**settings, "dense_files": dense_files}
         if run is not None:
             key["checkpoint_files"] = folder_hashes(run.checkpoint)
-        rows += cached_json(out_dir / "rows" / f"{label}.json", key, lambda: score(run))
-    transcripts = split_transcripts(rows)
-    if len(transcripts):  # what each run transcribes, for the report's examples
-        atomic_write_text(out_dir / "transcripts.csv", transcripts.to_csv(index=False))
-    table = pd.DataFrame(rows)
-    atomic_write_text(out_dir / "quality.csv", table.to_csv(index=False))
-    info = describe(model)
-    parameters = {**settings, "device": device_name(device)}
-    write_json(manifest(info, weight_files(Path(info["folder"])), parameters, time.time() - started),
-               out_dir / "manifest.json")
-    return table
+        rows += cached_json(Path(rows_dir) / f"{label}.json", key, lambda: score(run))
+    return rows

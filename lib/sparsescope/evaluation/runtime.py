@@ -126,6 +126,11 @@ def find_crossover(sparsities, speedups, lows=None, interpolate: bool = False) -
     measurable, its interval above 1.0: a median above 1.0 from three noisy repeats makes no crossover.
     With `interpolate`, the crossing is instead put on the line between the last losing and the first winning
     point (on the bounds when given): an estimate at a sparsity that was never measured."""
+    return crossings(sparsities, speedups, lows)[1 if interpolate else 0]
+
+
+def crossings(sparsities, speedups, lows=None) -> tuple[float | None, float | None]:
+    """(the measured crossover, the interpolated one) as find_crossover defines them, from one pass."""
     measured = lows is not None
     points = sorted(zip(sparsities, lows if measured else speedups))
 
@@ -133,14 +138,14 @@ def find_crossover(sparsities, speedups, lows=None, interpolate: bool = False) -
         return value > 1.0 if measured else value >= 1.0
 
     if not points or not wins(points[-1][1]):
-        return None
+        return None, None
     i = len(points) - 1
     while i > 0 and wins(points[i - 1][1]):
         i -= 1
-    if i == 0 or not interpolate:
-        return points[i][0]
+    if i == 0:
+        return points[0][0], points[0][0]
     (s0, v0), (s1, v1) = points[i - 1], points[i]
-    return s0 + (1.0 - v0) * (s1 - s0) / (v1 - v0)
+    return s1, s0 + (1.0 - v0) * (s1 - s0) / (v1 - v0)
 
 
 # ------------------------------------------------------------------------------ CSR / BSR kernels
@@ -196,10 +201,9 @@ def crossovers(rows: list[dict]) -> list[dict]:
         rule = crossover_rule(rs)
         at = [r["sparsity"] for r in rs]
         lows = [float(r["speedup_lo"]) for r in rs] if rule == "interval" else None
-        found = {"crossover_sparsity": None, "interpolated_crossover": None} if rule == "one repeat" else {
-            "crossover_sparsity": find_crossover(at, [r["speedup"] for r in rs], lows),
-            "interpolated_crossover": find_crossover(at, [r["speedup"] for r in rs], lows, interpolate=True)}
-        out.append({"kind": kind, "shape_or_model": shape, "tokens": n, **found,
+        found = (None, None) if rule == "one repeat" else crossings(at, [r["speedup"] for r in rs], lows)
+        out.append({"kind": kind, "shape_or_model": shape, "tokens": n, "crossover_sparsity": found[0],
+                    "interpolated_crossover": found[1],
                     "measured_sparsities": " ".join(f"{x:g}" for x in sorted(at)), "rule": rule})
     return out
 
@@ -423,6 +427,25 @@ def prunable_shapes(model) -> list[tuple[int, int]]:
     return sorted({m.shape for m in Anatomy(model).matrices.values()})
 
 
+def csr_threshold(rows: list[dict], tokens, seqlen: int) -> float | None:
+    """The sparsity from which CSR wins on every matrix shape at the sweep's tokens nearest `seqlen` (None
+    where some shape has no crossover): the layers worth swapping end to end."""
+    cross = pd.DataFrame(crossovers(rows))
+    e2e_tokens = min(tokens, key=lambda n: abs(n - seqlen))
+    at = cross[(cross["kind"] == "kernel-csr") & (cross["tokens"] == e2e_tokens)]["crossover_sparsity"]
+    return float(at.max()) if len(at) and at.notna().all() else None
+
+
+def semi_structured_rows(shapes, tokens, repeats: int, device) -> list[dict]:
+    """The 2:4 sweep on the shapes that fit a 2:4 tensor, or none, said in one line, where it cannot run."""
+    reason = semi_structured_unavailable(device)
+    fitting = [s for s in shapes if fits_semi_structured(s)]
+    if reason or not fitting:
+        print(f"2:4 kernels not measured: {reason or 'no prunable matrix fits a 2:4 tensor'}")
+        return []
+    return semi_structured_sweep(fitting, list(tokens), repeats=repeats, device=device)
+
+
 def runtime_results(model: str, pruning_dir, out_dir, batch_sizes=(1, 8), seqlen: int = 128,
                     sparsities=KERNEL_SPARSITIES, tokens=KERNEL_TOKENS, repeats: int = 5,
                     device: str | torch.device = "auto", decode_tokens: int = 32) -> pd.DataFrame:
@@ -475,10 +498,7 @@ def runtime_results(model: str, pruning_dir, out_dir, batch_sizes=(1, 8), seqlen
                 switch("a")
         shapes = prunable_shapes(dense)
         rows += kernel_sweep(shapes, sparsities, tokens, repeats=repeats, device=device)  # 2. CSR / BSR
-        cross = pd.DataFrame(crossovers(rows))
-        e2e_tokens = min(tokens, key=lambda n: abs(n - seqlen))
-        at = cross[(cross["kind"] == "kernel-csr") & (cross["tokens"] == e2e_tokens)]["crossover_sparsity"]
-        threshold = float(at.max()) if len(at) and at.notna().all() else None
+        threshold = csr_threshold(rows, tokens, seqlen)
         if not two_fit and top is not None:
             print(f"{model}: CSR layers end to end not measured: a dense and a sparse copy of the model do "
                   "not "
@@ -497,12 +517,7 @@ def runtime_results(model: str, pruning_dir, out_dir, batch_sizes=(1, 8), seqlen
             rows += structured_rows(dense, structured, make_inputs, batch_sizes, repeats, device,
                                     decode_tokens)
         if device.type == "cuda":  # 3. 2:4 tensor cores, on the same tokens per batch as the CSR sweep
-            reason = semi_structured_unavailable(device)
-            fitting = [s for s in shapes if fits_semi_structured(s)]
-            if reason or not fitting:
-                print(f"2:4 kernels not measured: {reason or 'no prunable matrix fits a 2:4 tensor'}")
-            else:
-                rows += semi_structured_sweep(fitting, list(tokens), repeats=repeats, device=device)
+            rows += semi_structured_rows(shapes, tokens, repeats, device)
         return rows
 
     rows = cached_json(out_dir / "runtime_rows.json", settings, measure)

@@ -14,6 +14,7 @@ temporary name renamed when complete; a finished run is reused, a folder of a di
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -215,6 +216,18 @@ def run_kind(spec: PruneSpec) -> str:
     return "structured" if spec.method in STRUCTURED else "nm" if spec.nm else "unstructured"
 
 
+def finished_run(final: Path, run_id: dict) -> dict | None:
+    """The row of the run finished in `final` (None: none is), refusing a different run found there."""
+    info_path = final / "prune_info.json"
+    if not info_path.exists():
+        return None
+    done = json.loads(info_path.read_text())
+    if done["run"] != run_id:
+        raise SparsescopeError(f"{final} already holds a different run ({done['run']['model']}, "
+                               f"{done['run']['spec']['method']}): pass another out_dir or delete that folder")
+    return done["row"]
+
+
 def prune_model(model: str, out_dir: str | os.PathLike, spec: PruneSpec, save_format: str = "compressed",
                 progress: bool = True, device: str = "auto") -> dict:
     """Prune `model` by `spec` into out_dir/<spec.label>/; return the run's row for pruning.csv."""
@@ -222,14 +235,9 @@ def prune_model(model: str, out_dir: str | os.PathLike, spec: PruneSpec, save_fo
         raise SparsescopeError(f"unknown save_format {save_format!r}: use one of {', '.join(SAVE_FORMATS)}")
     final = Path(out_dir) / spec.label
     run_id = {"model": model, "spec": asdict(spec), "save_format": save_format}
-    info_path = final / "prune_info.json"
-    if info_path.exists():
-        done = json.loads(info_path.read_text())
-        if done["run"] != run_id:
-            raise SparsescopeError(f"{final} already holds a different run ({done['run']['model']}, "
-                                   f"{done['run']['spec']['method']}): pass another out_dir or delete that "
-                                   "folder")
-        return done["row"]
+    done = finished_run(final, run_id)
+    if done is not None:
+        return done
     reset_peak_rss()
     started = time.time()
     info = describe(model)
@@ -408,6 +416,21 @@ def read_pruning_table(pruning_dir) -> pd.DataFrame:
         raise SparsescopeError(f"{pruning_dir} holds no pruning.csv: pass the out_dir of notebook 02 as "
                                "pruning_dir")
     return pd.read_csv(path, keep_default_na=False)
+
+
+def read_runs(pruning_dir, labels: list[str]) -> pd.DataFrame:
+    """Finished runs of a pruning folder by label, as pruning.csv would hold them (through CSV, so their
+    values read back alike), before notebook 02 has written pruning.csv: what one task of the grid scores."""
+    rows = []
+    for label in labels:
+        info = Path(pruning_dir) / label / "prune_info.json"
+        if not info.exists():
+            raise SparsescopeError(f"{pruning_dir} holds no finished run {label!r}: prune it first "
+                                   "(notebook 02, or `python -m sparsescope prune`)")
+        rows.append(json.loads(info.read_text())["row"])
+    columns = None if rows else ["method", "target_sparsity", "nm", "checkpoint"]
+    text = pd.DataFrame(rows, columns=columns).to_csv(index=False)
+    return pd.read_csv(io.StringIO(text), keep_default_na=False)
 
 
 def pick_run(table: pd.DataFrame, method: str | None = None, target: float | None = 0.5):

@@ -1,2 +1,2 @@
-"""Report: the words, tables and figures computed from saved results, and the pipeline that runs the
-notebooks per model and stitches the report."""
+"""Report: the words, tables and figures computed from saved results, and the HTML/PDF build (build.py);
+running the notebooks that make the results and the report is sparsescope.run's."""

@@ -24,30 +24,24 @@ and, where workers have GPUs, one GPU, as Dask resources.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
-import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..artifacts import results_path, write_json
+from .. import stages
+from ..artifacts import results_path
 from ..errors import SparsescopeError
 from ..sources.registry import resolve
-from .pipeline import (KERNEL, MARKER, NOTEBOOKS, STAGES, ProgressStream, _duration, build_report,
-                       run_notebook, say, stage_parameters, stage_status)
+from .markers import KERNEL, NOTEBOOKS, STAGES, call_stage, stage_parameters
+from .progress import say
+from .tasks import TOPIC, run_task
 
 GB = 10**9
 STREAM = 2 * GB          # a streamed task (analysis, magnitude pruning, a notebook assembling) stays below
-TOPIC = "sparsescope-progress"  # the Dask event topic that carries tasks' terminal lines to the client
-CHILD = "import sys; from sparsescope.report.grid import child; sys.exit(child(sys.argv[1]))"
-CLUSTER_DOC = "README: Running the grid on a cluster"
+CLUSTER_DOC = "docs/cluster.md"
 
 
 @dataclass
@@ -87,7 +81,7 @@ def plan(models: list[str], results: Path, knobs: dict | None, sizes: dict[str, 
     reading the models (offline planning, bench/grid_scaling.py), so default runs a model cannot take stay
     in."""
     from ..evaluation.runtime import TWO_MODELS
-    from ..pruning.runs import CALIBRATED, applicable_runs, plan_runs
+    from ..pruning.runs import CALIBRATED
     token = uuid.uuid4().hex[:8]  # keys unique to this run: a long-lived cluster keeps no stale results
     tasks: list[Task] = []
 
@@ -116,15 +110,13 @@ def plan(models: list[str], results: Path, knobs: dict | None, sizes: dict[str, 
 
         finals.append(notebook("distribution"))
         prunes = {}
-        # notebook 02 runs prune_runs on the same plan: it finds these runs done and skips the same ones
-        planned = plan_runs(pp["methods"], pp["sparsities"], pp["nm"], **_calibration(pp))
-        specs = applicable_runs(model, planned, skip=pp["methods"] is None)[0] if open_models else planned
-        for spec in specs:
+        # notebook 02's pruning_table runs the same plan: it finds these runs done and skips the same ones
+        for spec in call_stage(stages.pruning_plan, pp, read_model=open_models):
             calibrated = spec.method in CALIBRATED
             prunes[spec.label] = add("prune", model, f"prune {spec.label}",
-                                     {"spec": asdict(spec), "label": spec.label,
-                                      "out_dir": str(folder["pruning"]), "save_format": pp["save_format"],
-                                      "device": pp["device"], "key": {"parameters": pp}},
+                                     {"spec": asdict(spec), "label": spec.label, "parameters": pp,
+                                      "out_dir": str(folder["pruning"]), "device": pp["device"],
+                                      "key": {"parameters": pp}},
                                      memory=load if calibrated else STREAM, gpu=calibrated and gpu_prune)
         assembled = notebook("pruning", list(prunes.values()))
         bench = {"out_dir": str(folder["benchmarks"]), "parameters": pb, "key": bench_key,
@@ -150,13 +142,6 @@ def plan(models: list[str], results: Path, knobs: dict | None, sizes: dict[str, 
     return tasks
 
 
-def _calibration(pp: dict) -> dict:
-    """The options notebook 02 passes to plan_runs besides methods, sparsities and nm."""
-    names = ("nm_methods", "include_embeddings", "structured_sparsities", "head_sparsities", "n_samples",
-             "seqlen", "seed")
-    return {name: pp[name] for name in names if name in pp}
-
-
 def fit(tasks: list[Task], workers: dict[str, dict]) -> None:
     """Check every task fits on some worker (a task no worker can hold would wait forever); a task that can
     run in less than it asks for (runtime) asks for what the largest worker has."""
@@ -174,235 +159,6 @@ def fit(tasks: list[Task], workers: dict[str, dict]) -> None:
                                        f"{largest / GB:.1f} GB): start a worker with more (--resources "
                                        "\"MEMORY=...\"), or for a local run free memory; nothing was run")
             task.memory = largest
-
-
-# ------------------------------------------------------------------------------------ on a worker
-def run_task(job: dict, *inputs) -> dict:
-    """One task on a worker. A notebook runs from here (papermill starts its kernel, a process of its own,
-    which exits when the worker dies); other work runs in a child process unless it is complete already."""
-    started = time.time()
-    _uncap_threads()
-    emit = _emitter()
-    if job["kind"] == "notebook":
-        spec = STAGES[job["stage"]]
-        ran = run_notebook(NOTEBOOKS / spec.notebook, Path(job["out_dir"]), job["parameters"], job["kernel"],
-                           spec.atomic, job["prefix"], _Lines(emit))
-        value = None
-    else:
-        done, value = _already_done(job)
-        ran = not done
-        if ran:
-            value = _in_child(job, inputs, emit)
-    return {"value": value, "seconds": round(time.time() - started, 3), "ran": ran}
-
-
-def _already_done(job: dict) -> tuple[bool, object]:
-    """(True, value) when the task's output is complete for its parameters: checked here, on the worker, so a
-    rerun starts no process for it."""
-    kind = job["kind"]
-    if kind == "prune" and stage_status(Path(job["out_dir"]), job["key"])[0]:
-        from ..pruning.runs import read_pruning_table
-        table = read_pruning_table(job["out_dir"])
-        rows = [r for r in table.to_dict("records") if Path(r["checkpoint"]).parent.name == job["label"]]
-        if rows:
-            return True, rows[0]
-    elif kind in ("evaluate", "runtime") and stage_status(Path(job["out_dir"]), job["key"])[0]:
-        return True, None
-    return False, None
-
-
-def _emitter():
-    """Where a task's terminal lines go: to the client as Dask events, or printed when not on a worker."""
-    try:
-        from distributed import get_worker
-        worker = get_worker()
-    except (ImportError, ValueError):
-        return lambda line: print(line, flush=True)
-    return lambda line: worker.log_event(TOPIC, line)
-
-
-class _Lines:
-    """A file whose complete lines go to `emit`."""
-
-    def __init__(self, emit):
-        self.emit, self.pending, self.lock = emit, "", threading.Lock()
-
-    def write(self, text: str) -> int:
-        with self.lock:
-            *lines, self.pending = (self.pending + text).split("\n")
-        for line in lines:
-            if line.strip():
-                self.emit(line)
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:  # asked by libraries that colour their output (transformers' load report)
-        return False
-
-
-_UNCAPPED = threading.Lock()
-
-
-def _uncap_threads() -> None:
-    """Drop the nanny's one-thread caps from this worker's environment, which the processes a task starts
-    (its child, a notebook's kernel) inherit: the caps suit many small numpy tasks per process, while a task
-    here is a whole process and gets the threads it would get from a shell (torch: one per core)."""
-    import dask
-    with _UNCAPPED:
-        for name, value in (dask.config.get("distributed.nanny.pre-spawn-environ", None) or {}).items():
-            if name.endswith("_NUM_THREADS") and os.environ.get(name) == str(value):
-                os.environ.pop(name)
-
-
-def _in_child(job: dict, inputs, emit) -> object:
-    with tempfile.TemporaryDirectory(prefix="sparsescope-task-") as tmp, _gpu_slot(job) as gpu_env:
-        result, payload = Path(tmp) / "result.json", Path(tmp) / "job.json"
-        write_json({**job, "inputs": [i["value"] for i in inputs], "result": str(result),
-                    "parent": os.getpid()}, payload)
-        env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONIOENCODING": "utf-8", **gpu_env}
-        proc = subprocess.Popen([sys.executable, "-c", CHILD, str(payload)], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, encoding="utf-8", errors="replace", env=env)
-        try:
-            for line in proc.stdout:
-                line = line.rstrip()
-                if line:
-                    emit(line if line.startswith(job["prefix"]) else job["prefix"] + line)
-        finally:
-            code = proc.wait()
-        if code == 0:
-            return json.loads(result.read_text())["value"]
-        if result.exists():
-            raise SparsescopeError(json.loads(result.read_text())["error"])
-        how = (f"signal {-code} (killed, or out of memory); run again to resume" if code < 0 else
-               f"exit code {code} before it could say why (see the lines above)")
-        raise SparsescopeError(f"{job['title']} stopped: its process ended with {how}")
-
-
-_GPU_LOCK = threading.Lock()
-_GPUS_BUSY: set[str] = set()
-
-
-@contextlib.contextmanager
-def _gpu_slot(job: dict):
-    """A GPU task on a worker with several GPUs sees one that no other task of this worker uses (Dask counts
-    GPUs; this picks which). A task given an explicit cuda:N keeps it."""
-    if not job.get("gpu") or job.get("device") not in ("auto", "cuda"):
-        yield {}
-        return
-    from distributed import get_worker
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    ids = visible.split(",") if visible else [str(i) for i in
-                                              range(int(get_worker().state.total_resources.get("GPU", 1)))]
-    with _GPU_LOCK:
-        mine = next((i for i in ids if i not in _GPUS_BUSY), ids[0])
-        _GPUS_BUSY.add(mine)
-    try:
-        yield {"CUDA_VISIBLE_DEVICES": mine}
-    finally:
-        with _GPU_LOCK:
-            _GPUS_BUSY.discard(mine)
-
-
-# ------------------------------------------------------------------------------------ in the child
-def child(job_file: str) -> int:
-    """A task's process: its work, its value or its one-line error in the result file, the exit code."""
-    job = json.loads(Path(job_file).read_text())
-    _die_with(job["parent"])
-    result = Path(job["result"])
-    try:
-        value = WORK[job["kind"]](job)
-    except SparsescopeError as err:
-        write_json({"error": str(err)}, result)
-        return 2
-    except Exception as err:  # a bug, not a bad input: its traceback goes to the terminal as well
-        import traceback
-        traceback.print_exc()
-        first = (str(err).strip().splitlines() or [""])[0]
-        write_json({"error": f"{job['title']} failed: {type(err).__name__}: {first}"}, result)
-        return 1
-    write_json({"value": value}, result)
-    return 0
-
-
-def _die_with(parent: int) -> None:
-    """Killed with the worker that started it (Linux), so a task handed to another worker is not still being
-    written here."""
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the worker died before the line above
-        os._exit(1)
-
-
-def _captured(job: dict, work):
-    """work() with what it prints shown as a notebook's output is: prefixed, bars thinned, heartbeats."""
-    out, prefix, title = sys.stdout, job["prefix"], job["title"]
-    print(f"{prefix}{title}: running", file=out, flush=True)
-    started = time.time()
-    stream = ProgressStream(prefix, title, out=out)
-    with stream.heartbeat(), contextlib.redirect_stdout(stream.stdout), \
-            contextlib.redirect_stderr(stream.stderr):
-        value = work()
-    print(f"{prefix}{title}: done in {_duration(time.time() - started)}", file=out, flush=True)
-    return value
-
-
-def _prune(job: dict) -> dict:
-    from ..pruning.runs import PruneSpec, prune_model
-    spec = PruneSpec(**job["spec"])
-    return _captured(job, lambda: prune_model(job["model"], job["out_dir"], spec, job["save_format"], True,
-                                              job["device"]))
-
-
-def _evaluate(job: dict) -> None:
-    """One checkpoint's quality rows (or the dense model's), into the stage's rows/ cache.
-    evaluate_checkpoints scores the dense model and every run of a pruning folder, keeping each one's rows in
-    out_dir/rows/; here it gets a folder listing this run alone and an out_dir whose rows/ is the stage's, so
-    it scores this run, and nothing else it writes (quality.csv, manifest.json) lands in the stage folder."""
-    import pandas as pd
-    from ..evaluation.quality import Budget, evaluate_checkpoints
-    pb, model = job["parameters"], job["model"]
-    budget = Budget(pb["n_tokens"], pb["window"], pb["n_passages"], pb["n_clips"], pb["seed"])
-    rows = Path(job["out_dir"]) / "rows"
-    rows.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="sparsescope-evaluate-") as tmp:
-        view, out = Path(tmp) / "pruning", Path(tmp) / "out"
-        view.mkdir()
-        out.mkdir()
-        (view / "model.txt").write_text(model + "\n")
-        runs = list(job["inputs"]) if job.get("runs") else [job["inputs"][0]] if job["run"] else []
-        columns = None if runs else ["method", "target_sparsity", "nm", "checkpoint"]
-        pd.DataFrame(runs, columns=columns).to_csv(view / "pruning.csv", index=False)
-        (out / "rows").symlink_to(rows.resolve(), target_is_directory=True)
-        _captured(job, lambda: evaluate_checkpoints(model, view, out, budget, pb["corpus"], True,
-                                                    pb["device"]))
-
-
-# notebook 03's parameter -> runtime_results' argument, as the notebook passes them
-RUNTIME_OPTIONS = {"batch_sizes": "batch_sizes", "runtime_seqlen": "seqlen",
-                   "kernel_sparsities": "sparsities", "kernel_tokens": "tokens", "repeats": "repeats",
-                   "decode_tokens": "decode_tokens"}
-
-
-def _runtime(job: dict) -> None:
-    from ..evaluation.runtime import runtime_results
-    pb, bench = job["parameters"], Path(job["out_dir"])
-    # runtime.csv is written into the stage's folder: a marker there for other parameters vouches no more
-    if not stage_status(bench, job["key"])[0]:
-        (bench / MARKER).unlink(missing_ok=True)
-    bench.mkdir(parents=True, exist_ok=True)
-    options = {name: pb[param] for param, name in RUNTIME_OPTIONS.items() if param in pb}
-    _captured(job, lambda: runtime_results(job["model"], pb["pruning_dir"], bench, device=pb["device"],
-                                           **options))
-
-
-def _report(job: dict) -> str:
-    return str(build_report(job["models"], Path(job["results"]), Path(job["report_dir"]), job["kernel"]))
-
-
-WORK = {"prune": _prune, "evaluate": _evaluate, "runtime": _runtime, "report": _report}
 
 
 def model_bytes(model: str) -> int:
