@@ -325,7 +325,7 @@ def test_wheel_ships_the_notebooks_and_an_installed_copy_finds_them(tmp_path):
     target = tmp_path / "installed"
     subprocess.run([*pip, "install", "--no-deps", "--no-compile", "--target", str(target), str(wheel)],
                    check=True, cwd=tmp_path, timeout=300)
-    probe = ("import json, sparsescope.run.pipeline as p; "
+    probe = ("import json, sparsescope.run as p; "
              "print(json.dumps([str(p.NOTEBOOKS), str(p.REPORT_TEMPLATE), p.notebook_defaults('pruning')]))")
     env = {**os.environ, "PYTHONPATH": str(target)}  # before the editable install's path
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,

@@ -7,10 +7,10 @@ from .knobs import KNOBS, knob_flag, parse_knobs
 from .markers import (KERNEL, MARKER, NOTEBOOKS, STAGES, call_stage, marker_key, notebook_defaults,
                       read_marker, stage_parameters, stage_status)
 from .notebooks import execute, run_notebook
-from .pipeline import REPORT_DIR, build_report, run_direct, run_model, run_models
+from .pipeline import REPORT_DIR, REPORT_TEMPLATE, build_report, run_direct, run_model, run_models
 from .progress import ProgressStream, say
 
 __all__ = ["GridRun", "Task", "plan", "run_grid", "KNOBS", "knob_flag", "parse_knobs", "KERNEL", "MARKER",
            "NOTEBOOKS", "STAGES", "call_stage", "marker_key", "notebook_defaults", "read_marker",
-           "stage_parameters", "stage_status", "execute", "run_notebook", "REPORT_DIR", "build_report",
+           "stage_parameters", "stage_status", "execute", "run_notebook", "REPORT_DIR", "REPORT_TEMPLATE", "build_report",
            "run_direct", "run_model", "run_models", "ProgressStream", "say"]
