@@ -68,7 +68,8 @@ def build_parser() -> Parser:
         p.set_defaults(stage=stage, knobs=knobs)
         return p
 
-    model_command("analyze", "notebook 01: distribution of |w| (summary, histograms, figures)", "distribution")
+    model_command("analyze", "notebook 01: distribution of |w| (summary, histograms, figures)",
+                  "distribution")
     model_command("prune", "notebook 02: one-shot pruning runs, pruning.csv and figures", "pruning")
     evaluate = model_command("evaluate", "notebook 03: size, quality and runtime of the pruning runs",
                              "benchmarks")

@@ -224,7 +224,8 @@ def finished_run(final: Path, run_id: dict) -> dict | None:
     done = json.loads(info_path.read_text())
     if done["run"] != run_id:
         raise SparsescopeError(f"{final} already holds a different run ({done['run']['model']}, "
-                               f"{done['run']['spec']['method']}): pass another out_dir or delete that folder")
+                               f"{done['run']['spec']['method']}): pass another out_dir or delete that "
+                               "folder")
     return done["row"]
 
 

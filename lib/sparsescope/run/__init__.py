@@ -12,5 +12,5 @@ from .progress import ProgressStream, say
 
 __all__ = ["GridRun", "Task", "plan", "run_grid", "KNOBS", "knob_flag", "parse_knobs", "KERNEL", "MARKER",
            "NOTEBOOKS", "STAGES", "call_stage", "marker_key", "notebook_defaults", "read_marker",
-           "stage_parameters", "stage_status", "execute", "run_notebook", "REPORT_DIR", "REPORT_TEMPLATE", "build_report",
-           "run_direct", "run_model", "run_models", "ProgressStream", "say"]
+           "stage_parameters", "stage_status", "execute", "run_notebook", "REPORT_DIR", "REPORT_TEMPLATE",
+           "build_report", "run_direct", "run_model", "run_models", "ProgressStream", "say"]
