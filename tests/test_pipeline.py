@@ -312,7 +312,7 @@ def killed_and_resumed(tiny_models, tmp_path_factory):
     pruning, bench = results_path(results, model, "pruning"), results_path(results, model, "benchmarks")
     seen = {"model": model, "results": results}
     with pytest.raises(SparsescopeError, match="kernel died") as died:
-        run_notebook(killed_copy("02_pruning.ipynb", "prune_runs(", "savefig", root), pruning,
+        run_notebook(killed_copy("02_pruning.ipynb", "stages.pruning_table(", "savefig", root), pruning,
                      stage_parameters("pruning", model, SMALL), atomic=False)
     seen["02 killed"] = (files(pruning), str(died.value))
     seen["runs at kill"] = {p.name: p.stat().st_mtime_ns for p in pruning.glob("*/prune_info.json")}
@@ -320,7 +320,7 @@ def killed_and_resumed(tiny_models, tmp_path_factory):
     budget = {**SMALL, "n_tokens": 128}
     killed_at = time.time_ns()
     with pytest.raises(SparsescopeError, match="kernel died"):
-        run_notebook(killed_copy("03_benchmarks.ipynb", "evaluate_checkpoints(", "runtime_results(", root),
+        run_notebook(killed_copy("03_benchmarks.ipynb", "stages.quality(", "stages.runtime(", root),
                      bench, stage_parameters("benchmarks", model, budget, pruning), atomic=False)
     seen["03 killed"] = (files(bench), pd.read_csv(bench / "quality.csv"), killed_at)
     seen["03 resumed"] = capture(lambda: run_models([model], results, knobs=budget))
