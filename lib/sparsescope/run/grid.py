@@ -31,7 +31,6 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import stages
 from ..artifacts import results_path
 from ..errors import SparsescopeError
 from ..sources.registry import resolve
@@ -81,6 +80,7 @@ def plan(models: list[str], results: Path, knobs: dict | None, sizes: dict[str, 
     reading the models (offline planning, bench/grid_scaling.py), so default runs a model cannot take stay
     in."""
     from ..evaluation.runtime import TWO_MODELS
+    from .. import stages  # here: torch and transformers stay out of the command line's start-up
     from ..pruning.runs import CALIBRATED
     token = uuid.uuid4().hex[:8]  # keys unique to this run: a long-lived cluster keeps no stale results
     tasks: list[Task] = []

@@ -13,7 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-from .. import stages
 from ..artifacts import write_json
 from ..errors import SparsescopeError
 from .markers import MARKER, NOTEBOOKS, STAGES, call_stage, stage_status
@@ -199,6 +198,7 @@ def _captured(job: dict, work):
 
 
 def _prune(job: dict) -> dict:
+    from .. import stages  # in the task's own process: the worker's start-up stays light
     from ..pruning.runs import PruneSpec
     spec = PruneSpec(**job["spec"])
     return _captured(job, lambda: call_stage(stages.pruning_run, job["parameters"], out_dir=job["out_dir"],
@@ -208,12 +208,14 @@ def _prune(job: dict) -> dict:
 def _evaluate(job: dict) -> None:
     """Quality rows of one checkpoint (job["run"]), or of the dense model and job["runs"] (None: the dense
     model alone), into the stage's rows/ cache, which notebook 03's `quality` then reads."""
+    from .. import stages
     runs = [job["run"]] if job["run"] else ["dense", *job.get("runs", [])]
     _captured(job, lambda: call_stage(stages.checkpoint_quality, job["parameters"], out_dir=job["out_dir"],
                                       runs=runs))
 
 
 def _runtime(job: dict) -> None:
+    from .. import stages
     bench = Path(job["out_dir"])
     # runtime.csv is written into the stage's folder: a marker there for other parameters vouches no more
     if not stage_status(bench, job["key"])[0]:
