@@ -1,5 +1,5 @@
 """Dress rehearsal of the seed profile without the hub: `make report PROFILE=seed` on real-size files laid out
-exactly as the hub ships them (bench/hub_layouts.py: real configs, random weights, tokenizers of the same
+exactly as the hub ships them (tests/hub_layouts.py: real configs, random weights, tokenizers of the same
 formats), read from an offline Hugging Face cache with HF_HUB_OFFLINE=1.
 
     python bench/seed_rehearsal.py [--root DIR] [--results DIR] [--models ...] [--methods ...] [--sparsities 0.5]
@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "tests"))  # hub_layouts is a test fixture, kept with the tests
 import hub_layouts  # noqa: E402
 
 from sparsescope.artifacts import cache_dir, results_path  # noqa: E402

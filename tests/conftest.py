@@ -1,5 +1,5 @@
 """Tiny random-config models of every architecture the suite tags, saved once per session; and the seed
-models' hub layouts (bench/hub_layouts.py) in tiny sizes, in an offline Hugging Face cache."""
+models' hub layouts (tests/hub_layouts.py) in tiny sizes, in an offline Hugging Face cache."""
 from __future__ import annotations
 
 import importlib.util
@@ -181,7 +181,8 @@ def _bench_module(name: str):
     return module
 
 
-hub_layouts = _bench_module("hub_layouts")
+# a plain import: pytest puts tests/ (no __init__.py, default "prepend" import mode) on sys.path
+import hub_layouts  # noqa: E402
 HAVE_SPM = importlib.util.find_spec("sentencepiece") is not None and importlib.util.find_spec("google.protobuf") is not None
 SEED_NAMES = ("gpt2-xl", "bert-large", "t5-v1_1-xl")
 

@@ -1,4 +1,4 @@
-"""The seed repos in the hub's own layouts (bench/hub_layouts.py), loaded offline as transformers loads them.
+"""The seed repos in the hub's own layouts (tests/hub_layouts.py), loaded offline as transformers loads them.
 
 Tiny configs (2 layers, width 64, real vocabularies) of openai-community/gpt2-xl (bare-name safetensors with causal
 mask buffers), google-bert/bert-large-uncased (legacy gamma/beta safetensors with NSP head and pooler) and

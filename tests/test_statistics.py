@@ -1,4 +1,6 @@
 """Exactness of the streaming statistics against numpy on the same weights."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -141,11 +143,20 @@ def test_thresholds_exact_when_six_sigma_falls_in_their_bin(key, side):
     assert acc.n_outlier == numpy_outliers(w.numpy())
 
 
+def analyze_planted(state: dict, like: Path, tmp_path: Path) -> None:
+    """analyze_model on `state` saved with the config of the model folder `like`; results in tmp_path/out."""
+    from safetensors.torch import save_file
+    from sparsescope.analysis.distribution import analyze_model
+    folder = tmp_path / "model"
+    folder.mkdir()
+    save_file(state, folder / "model.safetensors")
+    (folder / "config.json").write_text((like / "config.json").read_text())
+    analyze_model(str(folder), tmp_path / "out", progress=False)
+
+
 def test_outlier_share_flows_to_tensors_csv_and_summary(tiny_models, tmp_path):
     import json
     import pandas as pd
-    from safetensors.torch import save_file
-    from sparsescope.analysis.distribution import analyze_model
     g = torch.Generator().manual_seed(2)
     state = {}
     for name, w in iter_tensors(tiny_models["gpt2"]):
@@ -156,11 +167,7 @@ def test_outlier_share_flows_to_tensors_csv_and_summary(tiny_models, tmp_path):
             w = 0.5 + 0.02 * torch.randn(w.shape, generator=g)
             w[0, :3], w[1, :2] = 0.0, 1.0
         state[name] = w.contiguous()
-    folder = tmp_path / "model"
-    folder.mkdir()
-    save_file(state, folder / "model.safetensors")
-    (folder / "config.json").write_text((tiny_models["gpt2"] / "config.json").read_text())
-    analyze_model(str(folder), tmp_path / "out", progress=False)
+    analyze_planted(state, tiny_models["gpt2"], tmp_path)
     rows = pd.read_csv(tmp_path / "out" / "tensors.csv").set_index("name")
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     expected = {name: numpy_outliers(state[name].float().numpy()) for name in rows.index}
@@ -171,6 +178,38 @@ def test_outlier_share_flows_to_tensors_csv_and_summary(tiny_models, tmp_path):
     for group, members in (("all", rows.index), ("prunable", rows.index[rows["prunable"]])):
         n = sum(state[m].numel() for m in members)
         assert summary[group]["outlier_frac"] == pytest.approx(sum(expected[m] for m in members) / n, abs=0)
+
+
+def test_loaded_groups_keep_their_shares_below_thresholds(tiny_models, tmp_path):
+    """frac_below of the groups load_distribution rebuilds equals numpy's share of the planted |w| under each
+    threshold; a histograms.npz saved without the counts says so in one line instead of reading 0%."""
+    import re
+    from sparsescope import SparsescopeError
+    from sparsescope.analysis.distribution import load_distribution
+    g = torch.Generator().manual_seed(3)
+    ties = torch.tensor([float(np.float32(t)) for t in THRESHOLDS.values()])  # |w| == threshold: not below
+    state = {}
+    for name, w in iter_tensors(tiny_models["gpt2"]):                 # no buffers in this file
+        w = 10 ** (torch.rand(w.shape, generator=g) * 5.5 - 5) * torch.randn(w.shape, generator=g).sign()
+        w.view(-1)[:len(ties)] = ties
+        w.view(-1)[-1] = 0.0
+        state[name] = w.contiguous()
+    analyze_planted(state, tiny_models["gpt2"], tmp_path)
+    dist = load_distribution(tmp_path / "out")
+    block_weight = re.compile(r"transformer\.h\.\d+\.(attn\.c_(attn|proj)|mlp\.c_(fc|proj))\.weight")
+    every = np.concatenate([w.abs().reshape(-1).numpy() for w in state.values()])
+    prunable = np.concatenate([w.abs().reshape(-1).numpy() for n, w in state.items()
+                               if block_weight.fullmatch(n)])
+    for group, a in (("all", every), ("prunable", prunable)):
+        expected = {k: int((a < np.float32(t)).sum()) / a.size for k, t in THRESHOLDS.items()}
+        assert 0 < expected["1e-4"] < expected["1"] < 1
+        assert dist.groups[group].summary()["frac_below"] == expected, group
+    with np.load(tmp_path / "out" / "histograms.npz") as z:   # as analyze_model wrote it before the counts
+        older = {k: z[k] for k in z.files if k not in ("below", "below_thresholds")}
+    np.savez_compressed(tmp_path / "out" / "histograms.npz", **older)
+    with pytest.raises(SparsescopeError, match="analyze_model again") as err:
+        load_distribution(tmp_path / "out").groups["all"].summary()
+    assert "\n" not in str(err.value)
 
 
 def test_half_precision_tensors_are_counted_exactly():

@@ -66,6 +66,10 @@ def load_distribution(out_dir: str | os.PathLike) -> Distribution:
     out_dir = Path(out_dir)
     summary = json.loads((out_dir / "summary.json").read_text())
     with np.load(out_dir / "histograms.npz") as z:
-        groups = {str(g): Accumulator(hist=c, n=int(n), n_zero=int(nz))
-                  for g, c, n, nz in zip(z["groups"], z["counts"], z["n"], z["n_zero"])}
+        # files saved before the below-threshold counts were leave them unknown (summary() then says so)
+        labels = [str(k) for k in z["below_thresholds"]] if "below" in z.files else None
+        below = z["below"] if labels else [None] * len(z["groups"])
+        groups = {str(g): Accumulator(hist=c, n=int(n), n_zero=int(nz),
+                                      below=None if b is None else dict(zip(labels, map(int, b))))
+                  for g, c, n, nz, b in zip(z["groups"], z["counts"], z["n"], z["n_zero"], below)}
     return Distribution(out_dir, summary, groups, pd.read_csv(out_dir / "tensors.csv"))

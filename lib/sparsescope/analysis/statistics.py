@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import SparsescopeError
 from ..sources.layouts import stored_tagger
 from ..sources.weights import iter_tensors, list_tensors
 
@@ -67,7 +68,8 @@ class Accumulator:
     n: int = 0
     n_zero: int = 0
     n_outlier: int = 0  # elements with |w - mean| > OUTLIER_SIGMAS * std of their own tensor
-    below: dict = field(default_factory=lambda: {k: 0 for k in THRESHOLDS})
+    # elements with |w| < each threshold; None where unknown (loaded from a histograms.npz saved without them)
+    below: dict | None = field(default_factory=lambda: {k: 0 for k in THRESHOLDS})
     moments: np.ndarray = field(default_factory=lambda: np.zeros(4))  # sums of d, d^2, d^3, d^4 ...
     shift: float = 0.0  # ... for d = w - shift: a shift near the mean spares var the cancellation
 
@@ -76,8 +78,11 @@ class Accumulator:
         self.n += other.n
         self.n_zero += other.n_zero
         self.n_outlier += other.n_outlier
-        for k in self.below:
-            self.below[k] += other.below[k]
+        if self.below is None or other.below is None:
+            self.below = None  # a sum with an unknown part is unknown
+        else:
+            for k in self.below:
+                self.below[k] += other.below[k]
         self.moments += shifted_moments(other.moments, other.n, other.shift - self.shift)
 
     # -- derived
@@ -115,6 +120,9 @@ class Accumulator:
         return out
 
     def summary(self) -> dict:
+        if self.below is None:
+            raise SparsescopeError("frac_below is unknown: this histograms.npz was saved without its "
+                                   "below-threshold counts; run analyze_model again to write them")
         mean, std, kurt = self.mean_std_kurtosis()
         n = max(self.n, 1)
         return {
@@ -329,7 +337,10 @@ class WeightStats:
             out_dir / "histograms.npz", groups=np.array(names), key_edges=KEY_EDGES,
             counts=np.stack([self.groups[g].hist for g in names]),
             n_zero=np.array([self.groups[g].n_zero for g in names]),
-            n=np.array([self.groups[g].n for g in names]))
+            n=np.array([self.groups[g].n for g in names]),
+            # exact counts below each threshold: one inside a key bin cannot be read off the histogram
+            below_thresholds=np.array(list(THRESHOLDS)),
+            below=np.array([[self.groups[g].below[k] for k in THRESHOLDS] for g in names], dtype=np.int64))
         pd.DataFrame(self.tensors).to_csv(out_dir / "tensors.csv", index=False)
 
 
