@@ -186,7 +186,9 @@ def render(name: str, **facts) -> str:
     return tidy(environment().get_template(f"{name}.md.j2").render(**facts))
 
 
-def say(name: str):
-    """A section's template (templates/<name>.md.j2, macros only): each macro is one of the section's
-    headings, paragraphs or captions, called with its facts and returning the text as written."""
-    return environment().get_template(f"{name}.md.j2").module
+def say(name: str, **facts):
+    """A section's template (templates/<name>.md.j2) as a module: each macro is one of the section's headings,
+    paragraphs or captions, called with its facts and returning the text as written; str() of it is the
+    template's own text, rendered with `facts` (a template with a body needs them)."""
+    template = environment().get_template(f"{name}.md.j2")
+    return template.make_module(facts) if facts else template.module

@@ -7,7 +7,7 @@ import pandas as pd
 
 from .. import facts as F
 from ..facts import num, pct
-from ..html import render
+from ..html import say, tidy
 from .base import Parts, Section, after_colon
 from .literature import LITERATURE
 
@@ -15,35 +15,41 @@ from .literature import LITERATURE
 class Challenges(Section):
     def challenges(self) -> Parts:
         kl = F.kl_by_target(self.models)
-        half = kl[np.isclose(kl["target_sparsity"].astype(float), 0.5)] if len(kl) else kl
-        moves = []
-        for model, g in half.groupby("model", sort=False) if len(half) else []:
-            lo, hi = g.loc[g["value"].idxmin()], g.loc[g["value"].idxmax()]
-            moves.append(
-                f"{model} {num(lo['value'])} for every unstructured method"
-                if num(lo["value"]) == num(hi["value"]) else
-                f"{model} {num(lo['value'])} ({lo['method']}) to {num(hi['value'])} ({hi['method']})"
-            )
-        collapses = [(m, F.layer_collapse(m.per_matrix)) for m in self.models if len(m.per_matrix)]
-        collapses = [(m, c) for m, c in collapses if len(c)]
-        named = [(m.name, c) for m, c in collapses]
-        collapse = F.collapse_lead(named) if named else ""
+        collapses = [(m.name, c) for m in self.models if len(m.per_matrix)
+                     for c in [F.layer_collapse(m.per_matrix)] if len(c)]
         iterative = pd.concat(
             [F.iterative_runs(m.pruning) for m in self.models if len(m.pruning)] or [pd.DataFrame()]
         )
         alone, tied, cases = F.calibrated_count(self.models)
-        dk = pd.concat([F.rows_of(m.runtime, "dense-kernels") for m in self.models] or [pd.DataFrame()])
-        held = F.all_hold_one(dk) if len(dk) else None
-        csr_rt = pd.concat([F.rows_of(m.runtime, "kernel-csr") for m in self.models] or [pd.DataFrame()])
-        cross = pd.concat([m.crossovers for m in self.models if len(m.crossovers)] or [pd.DataFrame()])
-        found = (
-            pd.to_numeric(
-                cross[cross["kind"] == "kernel-csr"]["crossover_sparsity"], errors="coerce"
-            ).dropna()
-            if len(cross)
-            else pd.Series(dtype=float)
-        )
-        half_csr = csr_rt[np.isclose(csr_rt["sparsity"].astype(float), 0.5)] if len(csr_rt) else csr_rt
+        facts = {
+            "moves": self.kl_moves(kl),
+            "collapse": F.collapse_lead(collapses) if collapses else "",
+            "iterative": len(iterative),
+            "calibrated": after_colon(F.calibrated_sentence(alone, tied, cases, self.calibrated_ran())),
+            **self.size_answers(),
+            **self.speed_answers(),
+            "half_clause": F.half_sparsity_clause(kl),
+            "gpu": any(len(F.rows_of(m.runtime, "kernel-2:4")) for m in self.models),
+        }
+        words = say("challenges", **facts)
+        parts = [("md", tidy(str(words)))]
+        if not len(iterative):
+            parts.append(("html", self.n.table(LITERATURE.set_index("how"), words.literature_caption())))
+        return parts
+
+    @staticmethod
+    def kl_moves(kl: pd.DataFrame) -> list[str]:
+        """Per model, how far KL from dense ranges over the unstructured methods at 50%: (model, lowest,
+        its method, highest, its method), as printed."""
+        half = kl[np.isclose(kl["target_sparsity"].astype(float), 0.5)] if len(kl) else kl
+        moves = []
+        for model, g in half.groupby("model", sort=False) if len(half) else []:
+            lo, hi = g.loc[g["value"].idxmin()], g.loc[g["value"].idxmax()]
+            moves.append((model, num(lo["value"]), lo["method"], num(hi["value"]), hi["method"]))
+        return moves
+
+    def size_answers(self) -> dict:
+        """Bytes at 50% against a 4-bit cast and a dense re-save, as shares of the dense file."""
         half_share, cast_share, beaten = [], [], 0
         for m in self.models:
             half_bytes = self._half_bytes(m)
@@ -65,17 +71,28 @@ class Challenges(Section):
             same = round(min(xs), 3) == round(max(xs), 3)
             return pct(min(xs)) if same else f"{pct(min(xs))}–{pct(max(xs))}"
 
-        facts = {
-            "moves": moves,
-            "collapse": collapse,
-            "iterative": len(iterative),
-            "calibrated": after_colon(F.calibrated_sentence(alone, tied, cases, self.calibrated_ran())),
+        return {
             "resaved": share_range(resaved) if resaved else "",
             "half_share": share_range(half_share) if half_share else "",
             "cast_share": share_range(cast_share) if cast_share else "",
             "beaten": int(beaten),
             "sized": len(half_share),
-            "dense_held": held,
+        }
+
+    def speed_answers(self) -> dict:
+        """Dense kernels' verdict and the CSR crossovers over every model."""
+        dk = pd.concat([F.rows_of(m.runtime, "dense-kernels") for m in self.models] or [pd.DataFrame()])
+        csr_rt = pd.concat([F.rows_of(m.runtime, "kernel-csr") for m in self.models] or [pd.DataFrame()])
+        cross = pd.concat([m.crossovers for m in self.models if len(m.crossovers)] or [pd.DataFrame()])
+        found = (
+            pd.to_numeric(cross[cross["kind"] == "kernel-csr"]["crossover_sparsity"],
+                          errors="coerce").dropna()
+            if len(cross)
+            else pd.Series(dtype=float)
+        )
+        half_csr = csr_rt[np.isclose(csr_rt["sparsity"].astype(float), 0.5)] if len(csr_rt) else csr_rt
+        return {
+            "dense_held": F.all_hold_one(dk) if len(dk) else None,
             "dk_range": (
                 F.span(dk["speedup"].astype(float).min(), dk["speedup"].astype(float).max(), "{:.2f}".format)
                 + "×"
@@ -100,19 +117,4 @@ class Challenges(Section):
                 if len(half_csr)
                 else ""
             ),
-            "half_clause": F.half_sparsity_clause(kl),
-            "gpu": any(len(F.rows_of(m.runtime, "kernel-2:4")) for m in self.models),
         }
-        parts = [("md", render("challenges", **facts))]
-        if not len(iterative):
-            parts.append(
-                (
-                    "html",
-                    self.n.table(
-                        LITERATURE.set_index("how"),
-                        "One-shot against iterative pruning in the "
-                        "literature (not measured here; figures as the papers report them).",
-                    ),
-                )
-            )
-        return parts

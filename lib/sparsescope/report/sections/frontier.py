@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .. import facts as F
-from ..facts import join
-from ..html import render
+from ..html import say, tidy
 from .base import Parts, Section
 
 
@@ -18,22 +17,29 @@ class Frontier(Section):
     def frontier(self) -> Parts:
         from ..plots import KIND_WORDS, frontier_figure
 
+        frame = self.frontier_rows()
+        if not len(frame):
+            return []
+        have_latency = frame[(frame["method"] != "dense") & frame["latency"].notna()]
+        panel = bool((have_latency.groupby("model").size() >= 2).any())
+        scored = set(frame[frame["kept"].notna()]["kind"])
+        words = say("frontier")
+        lead = words.lead(n_latency=len(have_latency), n_runs=int((frame["method"] != "dense").sum()),
+                          structured=bool((frame["kind"] == "structured").any()), latency_panel=panel)
+        caption = words.caption(panel, [KIND_WORDS[k] for k in KIND_WORDS if k != "dense" and k in scored])
+        return [("md", tidy(lead)), ("html", self.n.figure(frontier_figure(frame), caption, words.alt()))]
+
+    def frontier_rows(self) -> pd.DataFrame:
+        """Per model, dense at 1× and every run: bytes, latency where measured, and quality kept, all
+        relative to dense."""
         rows = []
         points = self.quality_points()
         for m in self.models:
             if not len(m.pruning):
                 continue
             mine = points[points["model"] == m.name]
-            rows.append(
-                {
-                    "model": m.name,
-                    "method": "dense",
-                    "kind": "dense",
-                    "bytes": 1.0,
-                    "latency": 1.0,
-                    "kept": 1.0,
-                }
-            )
+            rows.append({"model": m.name, "method": "dense", "kind": "dense", "bytes": 1.0, "latency": 1.0,
+                         "kept": 1.0})
             dk = F.rows_of(m.runtime, "dense-kernels")
             for run in m.pruning.itertuples():
                 kind = getattr(run, "kind", "") or ("nm" if run.nm else "unstructured")
@@ -48,53 +54,15 @@ class Frontier(Section):
                     sp = sp[sp["run"] == Path(run.checkpoint).parent.name] if "run" in sp else sp.iloc[:0]
                     if len(sp):
                         latency = float(sp.iloc[0]["sparse_ms"]) / float(sp.iloc[0]["dense_ms"])
-                elif (
-                    run.method == "global_magnitude"
-                    and len(dk)
-                    and np.isclose(float(run.target_sparsity), 0.5)
-                ):
+                elif (run.method == "global_magnitude" and len(dk)
+                      and np.isclose(float(run.target_sparsity), 0.5)):
                     latency = float(dk.iloc[0]["sparse_ms"]) / float(dk.iloc[0]["dense_ms"])
-                rows.append(
-                    {
-                        "model": m.name,
-                        "method": run.method,
-                        "kind": kind,
-                        "bytes": float(run.saved_bytes) / float(run.dense_bytes),
-                        "latency": latency,
-                        "kept": float(hit["kept"].iloc[0]) if len(hit) else math.nan,
-                    }
-                )
-        if not rows:
-            return []
-        frame = pd.DataFrame(rows)
-        have_latency = frame[(frame["method"] != "dense") & frame["latency"].notna()]
-        per_model = have_latency.groupby("model").size()
-        return [
-            (
-                "md",
-                "### Trade-offs\n\n"
-                + render(
-                    "frontier",
-                    n_latency=len(have_latency),
-                    n_runs=int((frame["method"] != "dense").sum()),
-                    structured=bool((frame["kind"] == "structured").any()),
-                    latency_panel=bool((per_model >= 2).any()),
-                ),
-            ),
-            (
-                "html",
-                self.n.figure(
-                    frontier_figure(frame),
-                    "Quality kept against bytes on disk"
-                    + (" (left) and batch-1 latency (right), all relative to dense, for every run with the "
-                       "measurement" if (per_model >= 2).any() else ", both relative to dense")
-                    + "; dense is the star at 1×, 1×. Colour: "
-                    + join([KIND_WORDS[k] for k in KIND_WORDS
-                            if k != "dense" and k in set(frame[frame["kept"].notna()]["kind"])])
-                    + ".",
-                    "Per model, quality relative to dense plotted against relative size and relative latency "
-                    "for each "
-                    "pruning run.",
-                ),
-            ),
-        ]
+                rows.append({
+                    "model": m.name,
+                    "method": run.method,
+                    "kind": kind,
+                    "bytes": float(run.saved_bytes) / float(run.dense_bytes),
+                    "latency": latency,
+                    "kept": float(hit["kept"].iloc[0]) if len(hit) else math.nan,
+                })
+        return pd.DataFrame(rows)

@@ -13,7 +13,8 @@ from .base import UNIFORM, Parts, Section
 # the order the methods are described in (their words: the template's `method` macro)
 METHODS = ("global_magnitude", "layer_magnitude", "nm_magnitude", "wanda", "sparsegpt", "ffn_magnitude",
            "ffn_activation", "heads")
-HELD = {"layer_magnitude": "Layer-wise magnitude", "nm_magnitude": "N:M", "wanda": "Wanda", "sparsegpt": "SparseGPT"}
+HELD = {"layer_magnitude": "Layer-wise magnitude", "nm_magnitude": "N:M", "wanda": "Wanda",
+        "sparsegpt": "SparseGPT"}
 
 
 class Sparsification(Section):
@@ -27,9 +28,11 @@ class Sparsification(Section):
         words = say("sparsification")
         methods = sorted({x for m in self.models if len(m.pruning) for x in m.pruning["method"]},
                          key=lambda x: METHODS.index(x) if x in METHODS else 99)
-        parts = [("md", tidy(words.intro([words.method(x) for x in methods], F.skipped_sentence(self.models))))]
+        described = [words.method(x) for x in methods]
+        parts = [("md", tidy(words.intro(described, F.skipped_sentence(self.models))))]
         found = [(m, c) for m in self.models for c in [F.layer_collapse(m.per_matrix)] if len(c)]
-        parts.append(("md", words.layer_collapse(self.worst_collapse(found), self.held_by_construction(methods))))
+        worst, held = self.worst_collapse(found), self.held_by_construction(methods)
+        parts.append(("md", words.layer_collapse(worst, held)))
         if found:
             parts.append(("html", self.n.table(self.collapse_table(found), words.collapse_caption(),
                                                breakable_columns=("most-pruned matrix",))))
@@ -69,8 +72,8 @@ class Sparsification(Section):
             return [("md", words.uniform(m.name, target, len(one), off, spread))]
         roles = [F.role_label(r) for r in F.role_order(set(F.matrix_roles(one)))]
         cross = any(r.startswith("x-") for r in roles)
-        return [("html", self.n.figure(layer_sparsity_heatmap(one, words.heatmap_title(m.name, target), target),
-                                       words.heatmap_caption(m.name, target, roles, cross),
+        fig = layer_sparsity_heatmap(one, words.heatmap_title(m.name, target), target)
+        return [("html", self.n.figure(fig, words.heatmap_caption(m.name, target, roles, cross),
                                        words.heatmap_alt(m.name, target)))]
 
     def roles(self) -> Parts:

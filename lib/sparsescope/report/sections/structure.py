@@ -38,7 +38,8 @@ class Structure(Section):
 
         parts = [
             ("md", say.histograms()),
-            figure(model_panels(groups, "histogram", titles), say.histogram_caption(noted), say.histogram_alt(names)),
+            figure(model_panels(groups, "histogram", titles), say.histogram_caption(noted),
+                   say.histogram_alt(names)),
             bullets([F.histogram_sentence(m.name, m.dist.groups["all"]) for m in self.models]),
             ("html", self.n.table(self.statistics_table(), say.statistics_caption(), wide=True,
                                   note="; ".join(notes))),
@@ -56,7 +57,8 @@ class Structure(Section):
             parts.append(figure(cdf_figure(every, "prunable weights, every model", styles),
                                 say.every_cdf_caption(self.q4_note()), say.every_cdf_alt()))
         parts += [("md", say.by_layer()),
-                  figure(layer_cdf_figure(blocks), say.layer_cdf_caption(self.q4_note()), say.layer_cdf_alt(names)),
+                  figure(layer_cdf_figure(blocks), say.layer_cdf_caption(self.q4_note()),
+                         say.layer_cdf_alt(names)),
                   figure(depth_figure(blocks), say.depth_caption(self.q4_note()), say.depth_alt())]
         lines = []
         for m in self.models:
