@@ -4,6 +4,7 @@ page, a table of contents whose page numbers WeasyPrint fills in, and Markdown r
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import re
@@ -156,10 +157,12 @@ def toc(sections: list[tuple[int, str]]) -> str:
     return f'<nav class="ss-toc"><p class="ss-toc-title">Contents</p><ul>{items}</ul></nav>'
 
 
-def render(name: str, **facts) -> str:
-    """A Markdown template (templates/<name>.md.j2) rendered with the facts; blank runs of lines collapsed,
-    so a section whose conditions all fail leaves no holes."""
+@functools.cache
+def environment():
+    """The one Jinja environment of the report's templates, with the filters the prose formats numbers by."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    from .facts import join, num, pct, span
 
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
@@ -168,13 +171,24 @@ def render(name: str, **facts) -> str:
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
-    env.filters["pct"] = _filters()["pct"]
-    env.filters["num"] = _filters()["num"]
-    text = env.get_template(f"{name}.md.j2").render(**facts)
+    env.filters.update(pct=pct, num=num, span=span, join_and=join, strong=lambda text: f"**{text}**")
+    return env
+
+
+def tidy(text: str) -> str:
+    """Markdown from a template: blank runs of lines collapsed, so a paragraph whose conditions all fail
+    leaves no holes."""
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
 
 
-def _filters():
-    from .facts import num, pct
+def render(name: str, **facts) -> str:
+    """A Markdown template (templates/<name>.md.j2) rendered with the facts, tidied."""
+    return tidy(environment().get_template(f"{name}.md.j2").render(**facts))
 
-    return {"pct": pct, "num": num}
+
+def say(name: str, **facts):
+    """A section's template (templates/<name>.md.j2) as a module: each macro is one of the section's headings,
+    paragraphs or captions, called with its facts and returning the text as written; str() of it is the
+    template's own text, rendered with `facts` (a template with a body needs them)."""
+    template = environment().get_template(f"{name}.md.j2")
+    return template.make_module(facts) if facts else template.module

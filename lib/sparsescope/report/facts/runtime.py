@@ -1,0 +1,173 @@
+"""Runtime facts: latency ratios read with their intervals, what was not measured, CSR crossovers."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .format import num, plural
+from .results import column
+
+
+def speed_interval(row) -> tuple[float, float] | None:
+    lo, hi = (
+        (row.get(k) for k in ("speedup_lo", "speedup_hi"))
+        if isinstance(row, dict)
+        else (getattr(row, "speedup_lo", None), getattr(row, "speedup_hi", None))
+    )
+    try:
+        lo, hi = float(lo), float(hi)
+    except (TypeError, ValueError):
+        return None
+    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
+
+
+def speed_words(speedup: float, interval: tuple[float, float] | None) -> str:
+    """A latency ratio as a reader may take it: an interval that holds 1.0 is no measurable change; without
+    a recorded interval the ratio is printed but not called an effect."""
+    if interval is None:
+        return f"{speedup:.2f}× dense speed (no interval recorded, so not called a change)"
+    lo, hi = interval
+    band = f"95% interval {lo:.2f}–{hi:.2f}×"
+    if lo <= 1.0 <= hi:
+        return f"no measurable change ({speedup:.2f}×, {band})"
+    if lo > 1.0:
+        return f"{speedup:.2f}× faster ({band})"
+    return f"{1 / speedup:.2f}× slower ({speedup:.2f}×, {band})"
+
+
+def speed_cell(speedup: float, interval: tuple[float, float] | None) -> str:
+    """The same verdict, short enough for a table cell."""
+    if interval is None:
+        return f"{speedup:.2f}× (no interval)"
+    lo, hi = interval
+    verdict = "no change" if lo <= 1.0 <= hi else "faster" if lo > 1 else "slower"
+    return f"{speedup:.2f}× [{lo:.2f}–{hi:.2f}] {verdict}"
+
+
+def rows_of(runtime: pd.DataFrame, kind: str) -> pd.DataFrame:
+    return runtime[runtime["kind"] == kind] if len(runtime) and "kind" in runtime else pd.DataFrame()
+
+
+def not_measured(runtime: pd.DataFrame, pruning: pd.DataFrame | None = None) -> list[str]:
+    """What the runtime table lacks, one line each, so a figure of what exists says what does not."""
+    kinds = set(runtime["kind"]) if len(runtime) and "kind" in runtime else set()
+    lines = []
+    if "dense-kernels" not in kinds:
+        lines.append("whole model with dense kernels (needs a global_magnitude run near 50%)")
+    if "kernel-csr" not in kinds:
+        lines.append("CSR kernel sweep")
+    if "sparse-kernels-e2e" not in kinds:
+        lines.append("whole model with CSR layers (needs a layer_magnitude run above the CSR crossover)")
+    if "kernel-2:4" not in kinds:
+        lines.append("2:4 sparse tensor cores (needs a CUDA GPU)")
+    structured = (
+        pruning is not None and len(pruning) and "kind" in pruning and (pruning["kind"] == "structured").any()
+    )
+    if structured and not kinds & {"structured-prefill", "structured-decode"}:
+        lines.append("structured runs' latency")
+    return lines
+
+
+def e2e_words(runtime: pd.DataFrame, kind: str, unit: str = "tokens") -> list[str]:
+    """Each end-to-end row as words: batch, tokens per batch, sequence length, verdict (`unit`: what a
+    sequence is made of, e.g. log-mel frames for a speech model)."""
+    out = []
+    for _, r in rows_of(runtime, kind).iterrows():
+        batch = column(pd.DataFrame([r]), "batch").iloc[0]
+        seqlen = column(pd.DataFrame([r]), "seqlen").iloc[0]
+        shape = f"batch {int(batch)}" if math.isfinite(batch) else "one batch"
+        if kind.endswith("-decode"):  # per new token with the KV cache, after a prompt of seqlen tokens
+            shape = f"decode, {int(r['tokens'])} new tokens after a {int(seqlen)}-token prompt"
+        else:
+            shape += f" × {int(seqlen)} {unit}" if math.isfinite(seqlen) else f" ({int(r['tokens'])} {unit})"
+        run = str(r.get("run", "") or "")
+        label = f"{run}, {shape}" if run and run != "nan" else shape  # which smaller model, when several
+        out.append(f"{label}: {speed_words(float(r['speedup']), speed_interval(dict(r)))}")
+    return out
+
+
+def all_hold_one(rows: pd.DataFrame) -> bool | None:
+    """True when every row's interval holds 1.0; None when some row has no interval."""
+    if not len(rows):
+        return None
+    spans = [speed_interval(dict(r)) for _, r in rows.iterrows()]
+    if any(s is None for s in spans):
+        return None
+    return all(lo <= 1.0 <= hi for lo, hi in spans)
+
+
+def bsr_sentence(runtime: pd.DataFrame) -> str:
+    bsr = rows_of(runtime, "kernel-bsr")
+    if not len(bsr):
+        return ""
+    best = bsr.loc[pd.to_numeric(bsr["speedup"]).idxmax()]
+    where = (f"{best['shape_or_model']}, {float(best['sparsity']):.0%}, "
+             f"{plural(int(best['tokens']), 'token')} per batch")
+    span = speed_interval(dict(best))
+    faster = (span[0] > 1) if span else float(best["speedup"]) > 1
+    if faster and span is None:
+        return (
+            f"BSR (16×16 blocks) reached at best {num(best['speedup'])}× dense ({where}), "
+            "without a recorded interval: a single timing, not called a win."
+        )
+    if faster:
+        return (
+            f"BSR (16×16 blocks) beat dense at best {num(best['speedup'])}× ({where}, "
+            f"{speed_words(float(best['speedup']), span)}), "
+            "even on unstructured masks."
+        )
+    return (
+        f"BSR (16×16 blocks) reached at best {float(best['speedup']):.2f}× dense ({where}): on these "
+        "unstructured masks few 16×16 blocks are empty, so the block format did not pay off."
+    )
+
+
+def csr_rules(crossovers: pd.DataFrame) -> pd.Series | None:
+    """The rule that decided each CSR crossover ("interval", "one repeat", or by medians); None when no CSR
+    row records one."""
+    csr = crossovers[crossovers["kind"] == "kernel-csr"] if len(crossovers) else crossovers
+    return csr["rule"] if len(csr) and "rule" in csr else None
+
+
+def crossovers_measured(crossovers: pd.DataFrame) -> bool:
+    """Whether every CSR crossover was decided by intervals (results before intervals: by medians)."""
+    rules = csr_rules(crossovers)
+    return rules is not None and bool((rules == "interval").all())
+
+
+def crossovers_timed_once(crossovers: pd.DataFrame) -> bool:
+    """Whether the CSR sweep was timed once per point: no interval, so no crossover is claimed."""
+    rules = csr_rules(crossovers)
+    return rules is not None and bool((rules == "one repeat").any())
+
+
+def crossover_words(crossovers: pd.DataFrame, runtime: pd.DataFrame) -> list[str]:
+    """Per tokens per batch, the measured sparsity from which CSR wins (crossovers() decides), as a span over
+    the matrix shapes."""
+    csr = crossovers[crossovers["kind"] == "kernel-csr"] if len(crossovers) else pd.DataFrame()
+    if not len(csr):
+        return []
+    top = float(pd.to_numeric(rows_of(runtime, "kernel-csr")["sparsity"]).max()) if len(runtime) else 1.0
+    out = []
+    for n in sorted(csr["tokens"].unique()):
+        group = csr[csr["tokens"] == n]
+        tokens = plural(int(n), "token")
+        if crossovers_timed_once(group):
+            out.append(f"{tokens} per batch: timed once per point, so no interval and no crossover claimed")
+            continue
+        at = pd.to_numeric(group["crossover_sparsity"], errors="coerce")
+        found, never = at.dropna(), int(at.isna().sum())
+        # an interval above 1.0 makes a win measurable; rows without one are read by their medians
+        wins = "measurably faster" if crossovers_measured(group) else "faster (medians, no interval)"
+        if len(found):
+            span_ = f"{found.min():.0%}" + (
+                f"–{found.max():.0%}" if round(found.min(), 2) != round(found.max(), 2) else ""
+            )
+            tail = f"; never up to {top:.0%} for {plural(never, 'shape')}" if never else ""
+            out.append(f"{tokens} per batch: CSR {wins} at {span_} sparsity and every measured sparsity "
+                       f"above{tail}")
+        else:
+            out.append(f"{tokens} per batch: CSR never {wins.split(' (')[0]} up to {top:.0%}")
+    return out
