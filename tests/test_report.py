@@ -619,3 +619,28 @@ def test_default_runs_left_out_are_named_in_one_sentence():
     assert said.endswith("at most 44.1% of the prunable parameters can go this way: choose a share of at most "
                          "0.441).") and ". " not in said
     assert F.skipped_sentence(models[1:]) == ""
+
+
+def test_the_contents_lists_the_headings_the_report_shows_in_their_order(report_pdf):
+    from sparsescope.report.text import SECTIONS
+    html = report_pdf[0].read_text()
+    toc = re.search(r'<nav class="ss-toc">(.*?)</nav>', html, re.S)[1]
+    listed = [(href, re.sub(r"<[^>]+>", "", title)) for href, title in re.findall(r'<a href="#([^"]+)">(.*?)</a>', toc)]
+    assert [title for _, title in listed] == [title for _, title in SECTIONS[1:]]
+    shown = [(m[2], re.sub(r"<[^>]+>|¶", "", m[3]).strip())
+             for m in re.finditer(r'<h([23])[^>]*\bid="([^"]+)"[^>]*>(.*?)</h\1>', html, re.S)]
+    ids = [i for i, _ in shown]
+    assert all(href in ids for href, _ in listed), (listed, shown)
+    assert [ids.index(href) for href, _ in listed] == sorted(ids.index(href) for href, _ in listed)
+    assert {title for _, title in listed} <= {title for _, title in shown}
+
+
+def test_a_model_without_quality_results_is_not_measured_in_the_summary(report_pdf, tmp_path):
+    from sparsescope.report.text import Report
+    results = tmp_path / "results"
+    shutil.copytree(report_pdf[0].parent.parent / "results", results)
+    (model,) = [p.name for p in results.iterdir()]
+    (results / model / "benchmarks" / "quality.csv").unlink()
+    table = Report(results, [model]).summary_table()
+    assert len(table) and set(table["quality vs dense"]) == {"not measured"} and set(table["KL (nats)"]) == {
+        "not measured"}

@@ -162,7 +162,7 @@ def environment():
     """The one Jinja environment of the report's templates, with the filters the prose formats numbers by."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-    from .facts import join, num, pct, span
+    from .facts import join, megabytes, millions, num, pct, plural, ratio, span
 
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
@@ -171,7 +171,10 @@ def environment():
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
-    env.filters.update(pct=pct, num=num, span=span, join_and=join, strong=lambda text: f"**{text}**")
+    env.filters.update(pct=pct, num=num, span=span, join_and=join, strong=lambda text: f"**{text}**",
+                       whole="{:.0%}".format, thousands="{:,}".format, plural=plural, millions=millions,
+                       ratio=ratio, megabytes=megabytes)
+    env.globals["zip"] = zip
     return env
 
 

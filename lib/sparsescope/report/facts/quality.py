@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .format import join, num, plural, ratio
+from .format import num, plural, ratio
 from .results import CALIBRATED, ModelResults, column
 
 
@@ -130,18 +130,11 @@ def ranking_words(rows: list[dict], lower_better: bool, fmt=None, say_rule: bool
     fmt = fmt or (lambda r: f"{r['method']} {value_text(r)}")
     if len(rows) == 1:
         return fmt(rows[0])
+    from ..html import say
+
     r = ranking(rows, lower_better)
-    rule = (
-        ""
-        if r["intervals"] or not say_rule
-        else f" (no interval recorded: gaps under {TIE:.0%} are not ranked)"
-    )
-    if len(r["leaders"]) == 1:
-        head = f"{fmt(r['best'])} is best, clear of the others{rule}"
-    else:
-        head = f"{join([fmt(x) for x in r['leaders']])} are not separable{rule}"
-    tail = f"; behind: {join([fmt(x) for x in r['rest']])}" if r["rest"] else ""
-    return head + tail
+    tie = TIE if not r["intervals"] and say_rule else None
+    return say("findings").ranked([fmt(x) for x in r["leaders"]], [fmt(x) for x in r["rest"]], tie)
 
 
 def value_text(row: dict) -> str:
@@ -223,14 +216,11 @@ def lowest_target_is_best(kl: pd.DataFrame) -> bool | None:
 
 def half_sparsity_clause(kl: pd.DataFrame) -> str:
     """The clause that calls 50% 'where one-shot quality holds best', only when the data say so."""
+    from ..html import say
+
     if not len(kl) or not np.isclose(kl["target_sparsity"].min(), 0.5):
         return ""
-    holds = lowest_target_is_best(kl)
-    if holds:
-        return ", the lowest target measured and where every method's KL from dense is smallest"
-    if holds is None:
-        return ", the only unstructured target measured"
-    return ", the lowest target measured (though not every method's KL is smallest there)"
+    return say("findings").half_clause(lowest_target_is_best(kl))
 
 
 def kl_leaders(m: ModelResults, target: float = 0.5, least: int = 1) -> list[str]:
@@ -262,25 +252,15 @@ def calibrated_sentence(alone: int, tied: int, cases: int,
                         ran: tuple[str, ...] = ("Wanda", "SparseGPT")) -> str:
     """Whether a calibrated method leads on KL at 50%, in words that read right for any count (never
     "0 of 1"); `ran` names the calibrated methods these results hold."""
-    if not cases:
-        return ""
-    names = " or ".join(ran)
-    who = f"A calibrated method ({names})" if len(ran) > 1 else ran[0]
-    models = "the one model ranked" if cases == 1 else f"all {cases} models ranked"
-    if alone == cases:
-        return f"{who} leads on KL clear of the others in {models}."
-    if alone == 0 and tied == 0:
-        where = "the one model ranked" if cases == 1 else f"any of the {cases} models ranked"
-        if len(ran) == 1:
-            return f"{ran[0]} does not lead on KL in {where}; another method does."
-        return f"No calibrated method ({names}) leads on KL in {where}; another method does."
-    parts = [f"clear of the others in {alone} of {cases} models" if alone else ""]
-    parts.append(f"tied with another method (intervals overlap) in {tied} of {cases}" if tied else "")
-    return f"{who} leads on KL " + " and ".join(p for p in parts if p) + "."
+    from ..html import say
+
+    return say("findings").calibrated(alone, tied, cases, list(ran)) if cases else ""
 
 
-def scale_sentence(results: list[ModelResults], published: pd.DataFrame) -> str:
+def scale_sentence(results: list[ModelResults], published: pd.DataFrame, strong: bool = False) -> str:
     """SparseGPT at 50% on a causal LM here against OPT-125M in the paper, as perplexity ratios to dense."""
+    from ..html import say
+
     ref = published[(published["model"] == "OPT-125M") & (published["setting"] == "SparseGPT 50%")]
     dense_ref = published[(published["model"] == "OPT-125M") & (published["setting"] == "dense")]
     for m in results:
@@ -297,13 +277,7 @@ def scale_sentence(results: list[ModelResults], published: pd.DataFrame) -> str:
         lo, hi = (span[0] / dense, span[1] / dense) if span else (mine / (1 + TIE), mine * (1 + TIE))
         how = "more than" if lo > theirs else "less than" if hi < theirs else "about as much as"
         shown = f" [{ratio(lo)}, {ratio(hi)}]" if span else ""
-        origin = model_note(m)
-        return (
-            f"{ratio(mine)}{shown} dense perplexity for {m.name} under SparseGPT at 50%, against "
-            f"{ratio(theirs)} for OPT-125M in the SparseGPT paper: this model loses {how} the paper's "
-            "smallest model (different corpus and context length; compare the ratios, not the perplexities"
-            + (f"; and {origin}" if origin else "") + ")."
-        )
+        return say("findings").scale(ratio(mine), shown, m.name, ratio(theirs), how, model_note(m), strong)
     return ""
 
 
@@ -315,8 +289,13 @@ def model_note(m: ModelResults) -> str:
 
 
 
-def usable_sentence(model: str, quality: pd.DataFrame, target: float = 0.5, factor: float = 2.0) -> str:
-    """For a speech model: does any pruned run keep WER within `factor` × dense? Said plainly either way."""
+def usable_sentence(model: str, quality: pd.DataFrame, target: float = 0.5, factor: float = 2.0,
+                    strong: bool = False) -> str:
+    """For a speech model: does any pruned run keep WER within `factor` × dense? Said plainly either way:
+    'not usable' only where every run's whole interval lies above the limit; otherwise, where an interval
+    reaches below it, too few words to tell."""
+    from ..html import say
+
     dense = dense_value(quality, "wer")
     if dense is None:
         return ""
@@ -324,25 +303,16 @@ def usable_sentence(model: str, quality: pd.DataFrame, target: float = 0.5, fact
     if not rows:
         return ""
     limit = factor * max(dense, 0.01)
-    usable = [r for r in rows if float(r["value"]) <= limit]
     best = min(rows, key=lambda r: float(r["value"]))
-    head = (f"{num(best['value'])} WER at best for {model} at {target:.0%} ({best['method']}) against "
-            f"{num(dense)} dense")
-    if not usable:
-        # 'not usable' only where the whole interval lies above the limit; otherwise too few words to tell
-        open_ = [r for r in rows if (interval(r) or (float(r["value"]),) * 2)[0] <= limit]
-        if open_:
-            names = join([f"{r['method']}{' ' + r['nm'] if r['nm'] else ''}" for r in open_])
-            words = plural((counts(best) or (0, 0))[1], "word")
-            return (f"{head}: no method is within {factor:.0f}× dense WER ({num(limit)}), but the interval "
-                    f"of {names} reaches below it: {words} scored cannot tell whether it stays usable.")
-        return (f"{head}: no method keeps {model} usable at {target:.0%} (usable: WER at most {factor:.0f}× "
-                "dense, which no run's interval reaches).")
-    names = join([f"{r['method']}{' ' + r['nm'] if r['nm'] else ''}" for r in usable])
-    return (
-        f"{head}: {names} keep{'s' if len(usable) == 1 else ''} {model} usable (WER at most {factor:.0f}× "
-        "dense)."
-    )
+
+    def names(runs):
+        return [f"{r['method']}{' ' + r['nm'] if r['nm'] else ''}" for r in runs]
+
+    usable = [r for r in rows if float(r["value"]) <= limit]
+    reach = [r for r in rows if (interval(r) or (float(r["value"]),) * 2)[0] <= limit]
+    return say("findings").usable(
+        num(best["value"]), best["method"], num(dense), model, target, f"{factor:.0f}", num(limit),
+        names(usable), names(reach), plural((counts(best) or (0, 0))[1], "word"), strong)
 
 
 def iterative_runs(pruning: pd.DataFrame) -> pd.DataFrame:

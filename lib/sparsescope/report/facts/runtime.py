@@ -6,7 +6,6 @@ import math
 
 import pandas as pd
 
-from .format import num, plural
 from .results import column
 
 
@@ -26,15 +25,9 @@ def speed_interval(row) -> tuple[float, float] | None:
 def speed_words(speedup: float, interval: tuple[float, float] | None) -> str:
     """A latency ratio as a reader may take it: an interval that holds 1.0 is no measurable change; without
     a recorded interval the ratio is printed but not called an effect."""
-    if interval is None:
-        return f"{speedup:.2f}× dense speed (no interval recorded, so not called a change)"
-    lo, hi = interval
-    band = f"95% interval {lo:.2f}–{hi:.2f}×"
-    if lo <= 1.0 <= hi:
-        return f"no measurable change ({speedup:.2f}×, {band})"
-    if lo > 1.0:
-        return f"{speedup:.2f}× faster ({band})"
-    return f"{1 / speedup:.2f}× slower ({speedup:.2f}×, {band})"
+    from ..html import say
+
+    return say("runtime").speed(speedup, interval)
 
 
 def speed_cell(speedup: float, interval: tuple[float, float] | None) -> str:
@@ -73,18 +66,17 @@ def not_measured(runtime: pd.DataFrame, pruning: pd.DataFrame | None = None) -> 
 def e2e_words(runtime: pd.DataFrame, kind: str, unit: str = "tokens") -> list[str]:
     """Each end-to-end row as words: batch, tokens per batch, sequence length, verdict (`unit`: what a
     sequence is made of, e.g. log-mel frames for a speech model)."""
+    from ..html import say
+
     out = []
     for _, r in rows_of(runtime, kind).iterrows():
         batch = column(pd.DataFrame([r]), "batch").iloc[0]
         seqlen = column(pd.DataFrame([r]), "seqlen").iloc[0]
-        shape = f"batch {int(batch)}" if math.isfinite(batch) else "one batch"
-        if kind.endswith("-decode"):  # per new token with the KV cache, after a prompt of seqlen tokens
-            shape = f"decode, {int(r['tokens'])} new tokens after a {int(seqlen)}-token prompt"
-        else:
-            shape += f" × {int(seqlen)} {unit}" if math.isfinite(seqlen) else f" ({int(r['tokens'])} {unit})"
-        run = str(r.get("run", "") or "")
-        label = f"{run}, {shape}" if run and run != "nan" else shape  # which smaller model, when several
-        out.append(f"{label}: {speed_words(float(r['speedup']), speed_interval(dict(r)))}")
+        run = str(r.get("run", "") or "")  # which smaller model, when several
+        out.append(say("runtime").e2e(
+            run if run != "nan" else "", kind.endswith("-decode"),  # decode: per new token with the KV cache
+            int(batch) if math.isfinite(batch) else None, int(seqlen) if math.isfinite(seqlen) else None,
+            int(r["tokens"]), unit, float(r["speedup"]), speed_interval(dict(r))))
     return out
 
 
@@ -99,29 +91,16 @@ def all_hold_one(rows: pd.DataFrame) -> bool | None:
 
 
 def bsr_sentence(runtime: pd.DataFrame) -> str:
+    from ..html import say
+
     bsr = rows_of(runtime, "kernel-bsr")
     if not len(bsr):
         return ""
     best = bsr.loc[pd.to_numeric(bsr["speedup"]).idxmax()]
-    where = (f"{best['shape_or_model']}, {float(best['sparsity']):.0%}, "
-             f"{plural(int(best['tokens']), 'token')} per batch")
     span = speed_interval(dict(best))
     faster = (span[0] > 1) if span else float(best["speedup"]) > 1
-    if faster and span is None:
-        return (
-            f"BSR (16×16 blocks) reached at best {num(best['speedup'])}× dense ({where}), "
-            "without a recorded interval: a single timing, not called a win."
-        )
-    if faster:
-        return (
-            f"BSR (16×16 blocks) beat dense at best {num(best['speedup'])}× ({where}, "
-            f"{speed_words(float(best['speedup']), span)}), "
-            "even on unstructured masks."
-        )
-    return (
-        f"BSR (16×16 blocks) reached at best {float(best['speedup']):.2f}× dense ({where}): on these "
-        "unstructured masks few 16×16 blocks are empty, so the block format did not pay off."
-    )
+    return say("runtime").bsr(float(best["speedup"]), best["shape_or_model"], float(best["sparsity"]),
+                                  int(best["tokens"]), span, faster)
 
 
 def csr_rules(crossovers: pd.DataFrame) -> pd.Series | None:
@@ -146,6 +125,8 @@ def crossovers_timed_once(crossovers: pd.DataFrame) -> bool:
 def crossover_words(crossovers: pd.DataFrame, runtime: pd.DataFrame) -> list[str]:
     """Per tokens per batch, the measured sparsity from which CSR wins (crossovers() decides), as a span over
     the matrix shapes."""
+    from ..html import say
+
     csr = crossovers[crossovers["kind"] == "kernel-csr"] if len(crossovers) else pd.DataFrame()
     if not len(csr):
         return []
@@ -153,21 +134,13 @@ def crossover_words(crossovers: pd.DataFrame, runtime: pd.DataFrame) -> list[str
     out = []
     for n in sorted(csr["tokens"].unique()):
         group = csr[csr["tokens"] == n]
-        tokens = plural(int(n), "token")
-        if crossovers_timed_once(group):
-            out.append(f"{tokens} per batch: timed once per point, so no interval and no crossover claimed")
-            continue
         at = pd.to_numeric(group["crossover_sparsity"], errors="coerce")
-        found, never = at.dropna(), int(at.isna().sum())
-        # an interval above 1.0 makes a win measurable; rows without one are read by their medians
-        wins = "measurably faster" if crossovers_measured(group) else "faster (medians, no interval)"
+        found = at.dropna()
+        lo = hi = None
         if len(found):
-            span_ = f"{found.min():.0%}" + (
-                f"–{found.max():.0%}" if round(found.min(), 2) != round(found.max(), 2) else ""
-            )
-            tail = f"; never up to {top:.0%} for {plural(never, 'shape')}" if never else ""
-            out.append(f"{tokens} per batch: CSR {wins} at {span_} sparsity and every measured sparsity "
-                       f"above{tail}")
-        else:
-            out.append(f"{tokens} per batch: CSR never {wins.split(' (')[0]} up to {top:.0%}")
+            lo = found.min()
+            hi = found.max() if round(found.min(), 2) != round(found.max(), 2) else None
+        # an interval above 1.0 makes a win measurable; rows without one are read by their medians
+        out.append(say("runtime").crossover(int(n), crossovers_timed_once(group), crossovers_measured(group),
+                                                lo, hi, int(at.isna().sum()), top))
     return out

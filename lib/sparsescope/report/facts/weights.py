@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ...sources.anatomy import ROLES
-from .format import join, megabytes, num, plural, pct, span
+from .format import pct, span
 from .results import ModelResults
 
 
@@ -116,53 +116,32 @@ def near_collapse(found: list[tuple[str, pd.DataFrame]], near: float = 0.9) -> b
 def collapse_overview(found: list[tuple[str, pd.DataFrame]]) -> str:
     """Where no matrix comes near collapse, that in one sentence with the most-pruned matrix, instead of
     calling a matrix at 50.1% 'the extreme case'; otherwise the worst model's collapse sentence."""
-    if near_collapse(found):
-        return "The extreme case: " + collapse_sentence(*worst_collapse(found))
-    name, r = most_pruned(found)
-    return (
-        f"No matrix comes near collapse at these targets: the most-pruned, `{r['matrix']}` of {name} at "
-        f"{r['target']:.0%}, is {pct(r['zeroed'])} zero, and no matrix of any model is at least "
-        f"{COLLAPSED:.0%} zero."
-    )
+    from ..html import say
+
+    sentence = collapse_sentence(*worst_collapse(found)) if near_collapse(found) else ""
+    name, most = most_pruned(found)
+    return say("findings").collapse_overview(sentence, name, {**most, "collapsed": COLLAPSED})
 
 
 def collapse_lead(found: list[tuple[str, pd.DataFrame]]) -> str:
     """Challenges' answer on layer collapse, over every model: collapse is claimed only where some matrix
     is (nearly) emptied; where none comes near, the short form (the full one stands under Layer collapse)."""
+    from ..html import say
+
     name, c = worst_collapse(found)
-    if c["zeroed"].max() >= COLLAPSED:
-        return "Global magnitude can all but remove whole matrices: " + collapse_sentence(name, c)
-    if near_collapse(found):
-        return "Global magnitude leaves every matrix partly intact here: " + collapse_sentence(name, c)
-    name, r = most_pruned(found)
-    return (f"Global magnitude leaves every matrix partly intact here: the most-pruned matrix is "
-            f"{pct(r['zeroed'])} zero ({name}; see Layer collapse).")
+    sentence = collapse_sentence(name, c) if near_collapse(found) else ""
+    most_name, most = most_pruned(found)
+    return say("findings").collapse_lead(sentence, c["zeroed"].max() >= COLLAPSED, most_name, most)
 
 
-def collapse_sentence(model: str, collapse: pd.DataFrame) -> str:
-    if not len(collapse):
-        return f"No global-magnitude run of {model} was found, so layer collapse was not measured."
-    first, last = collapse.iloc[0], collapse.iloc[-1]
-    text = (
-        f"{pct(first['zeroed'])} of `{first['matrix']}` is zeroed by global magnitude at "
-        f"{first['target']:.0%} in {model}"
-    )
-    if last["target"] != first["target"]:
-        if last["matrix"] == first["matrix"]:
-            text += f"; at {last['target']:.0%} only {last['kept']:,} of its {last['n']:,} weights survive"
-        else:
-            text += (
-                f"; at {last['target']:.0%} the most-pruned matrix, `{last['matrix']}`, keeps "
-                f"{last['kept']:,} "
-                f"of {last['n']:,}"
-            )
-    text += (
-        f", and {last['collapsed']} of {last['matrices']} matrices are at least {COLLAPSED:.0%} zero "
-        f"at {last['target']:.0%}."
-    )
-    if collapse["collapsed"].max() == 0 and collapse["zeroed"].max() < 0.9:
-        text += " No matrix comes near collapse at these targets."
-    return text
+def collapse_sentence(model: str, collapse: pd.DataFrame, strong: bool = False) -> str:
+    """The first and last target's most-pruned matrix and how many matrices are all but removed."""
+    from ..html import say
+
+    first = dict(collapse.iloc[0]) if len(collapse) else None
+    last = dict(collapse.iloc[-1]) if len(collapse) else None
+    calm = bool(len(collapse)) and collapse["collapsed"].max() == 0 and collapse["zeroed"].max() < 0.9
+    return say("findings").collapse(model, first, last, calm, COLLAPSED, strong)
 
 
 # ------------------------------------------------------------------------------- size baselines
@@ -198,16 +177,13 @@ def beside_weights(tensors: pd.DataFrame, dense_bytes: float, buffers: list[str]
                    share: float = 0.01) -> str:
     """One sentence when the dense file holds more than `share` of its bytes besides the weights counted
     (e.g. GPT-2's causal-mask buffers), since the casts are computed on those weights alone."""
+    from ..html import say
+
     stored = sum(int(n) * itemsize(d) for n, d in zip(tensors["n"], tensors["dtype"]))
     extra = dense_bytes - stored
     if extra <= share * dense_bytes:
         return ""
-    what = ("the file's own overhead" if not buffers else
-            f"1 buffer that is not a weight, {buffers[0]}, and the file's own overhead" if len(buffers) == 1
-            else f"{len(buffers)} buffers that are not weights, such as {buffers[0]}, and the file's own "
-            "overhead")
-    return (f"{model}'s dense file holds {megabytes(extra)} ({pct(extra / dense_bytes)}) besides its "
-            f"weights: {what}; the casts count the weights only.")
+    return say("size").beside_weights(model, extra, extra / dense_bytes, buffers)
 
 
 BASELINE_WORDS = {
@@ -225,9 +201,12 @@ def casting_sentence(
     return said[0] if said else ""
 
 
-def casting_sentences(cases: list[tuple[str, dict[str, int], float, float | None]]) -> list[str]:
+def casting_sentences(cases: list[tuple[str, dict[str, int], float, float | None]],
+                      strong: bool = False) -> list[str]:
     """casting_sentence for many models at once: models with the same verdict (the same casts smaller than
     their 50% checkpoint) share one sentence, so three models do not repeat one finding three times."""
+    from ..html import say
+
     groups: dict[tuple[str, ...], list] = {}
     for model, base, dense, half in cases:
         if half is not None:
@@ -236,22 +215,14 @@ def casting_sentences(cases: list[tuple[str, dict[str, int], float, float | None
     out = []
     for beaten, rows in sorted(groups.items(), key=lambda kv: -len(kv[1])):  # the commonest verdict first
         shares = [half / dense for _, _, dense, half in rows]
-        if len(rows) == 1:
-            head = f"{pct(shares[0])} of the dense bytes for {rows[0][0]} at 50% sparsity"
-        elif pct(min(shares)) == pct(max(shares)):
-            head = f"{pct(shares[0])} of the dense bytes at 50% sparsity for {join([r[0] for r in rows])}"
-        else:
-            each = ", ".join(f"{model} {pct(share)}" for (model, *_), share in zip(rows, shares))
-            head = f"{span(min(shares), max(shares), pct)} of the dense bytes at 50% sparsity ({each})"
-        if not beaten:
-            out.append(head + ", smaller than any of the casts computed (fp16, int8, 4-bit).")
-            continue
-        best = beaten[-1]
-        takes = span(min(b[best] / d for _, b, d, _ in rows), max(b[best] / d for _, b, d, _ in rows), pct)
-        out.append(
-            head + f"; casting alone is smaller{' for each' if len(rows) > 1 else ''} ({join(list(beaten))}; "
-            f"{best} would take {takes}), so at this sparsity the zeros buy less than lower precision."
-        )
+        alike = pct(min(shares)) == pct(max(shares))
+        best = beaten[-1] if beaten else None
+        takes = span(min(b[best] / d for _, b, d, _ in rows), max(b[best] / d for _, b, d, _ in rows),
+                     pct) if best else ""
+        out.append(say("findings").casting(
+            pct(shares[0]) if alike or len(rows) == 1 else span(min(shares), max(shares), pct),
+            [r[0] for r in rows], [] if alike or len(rows) == 1 else [pct(x) for x in shares],
+            list(beaten), best, takes, strong))
     return out
 
 
@@ -259,59 +230,35 @@ def casting_sentences(cases: list[tuple[str, dict[str, int], float, float | None
 def threshold_sentence(medians: dict[str, float], factor: float = 2.0) -> str:
     """Whether one magnitude threshold could be shared across models: only when their median |w| differ by
     at least `factor` does the data say it cannot."""
+    from ..html import say
+
     if len(medians) < 2:
         return ""
     hi, lo = max(medians, key=medians.get), min(medians, key=medians.get)
-    spread = medians[hi] / medians[lo]
-    head = (
-        f"At 50% sparsity a magnitude threshold sits at the median |w|: {num(medians[hi])} for {hi} but "
-        f"{num(medians[lo])} for {lo}, a factor {spread:.1f}"
-    ) if num(medians[hi]) != num(medians[lo]) else (  # alike as printed: no pair to set against each other
-        f"At 50% sparsity a magnitude threshold sits at the median |w|: {num(medians[hi])} for every model"
-    )
-    if spread >= factor:
-        return (
-            head + ", so a threshold is a property of each model and cannot be carried from one to another."
-        )
-    if num(medians[hi]) == num(medians[lo]):
-        return head + ", so on these models scale alone does not rule out a shared threshold."
-    return (
-        head + f", within {factor:.0f}× of each other, so on these models scale alone does not rule out a "
-        "shared threshold."
-    )
+    return say("structure").threshold(hi, medians[hi], lo, medians[lo], medians[hi] / medians[lo], factor)
 
 
 def histogram_sentence(model: str, acc) -> str:
     """Where a model's |w| histogram peaks and how many decades its middle 98% spans, from exact counts."""
     from ...analysis.statistics import log10_histogram
+    from ..html import say
 
     h = log10_histogram(acc)
     k = int(np.argmax(h["counts"]))
-    peak = math.sqrt(h["edges"][k] * h["edges"][k + 1])
     q = acc.quantiles((0.01, 0.99))
     lo, hi = q["0.01"], q["0.99"]
-    middle = (
-        f"the middle 98% of its weights lie between {num(lo)} and {num(hi)}, "
-        f"{math.log10(hi / lo):.1f} decades" if lo > 0 else f"over 1% of its weights are exactly 0, the rest "
-        f"below {num(hi)} for 99%"
-    )
-    zeros = acc.n_zero / max(acc.n, 1)
-    return (
-        f"{model}: the most populated log-spaced bin of |w| is around {num(peak)}, holding "
-        f"{pct(h['counts'][k] / max(acc.n, 1))} of its {num(acc.n)} weights; {middle}; "
-        + (f"{pct(zeros)} are exactly 0." if zeros else "none is exactly 0.")
-    )
+    return say("structure").histogram(
+        model, math.sqrt(h["edges"][k] * h["edges"][k + 1]), h["counts"][k] / max(acc.n, 1), acc.n, lo, hi,
+        math.log10(hi / lo) if lo > 0 else None, acc.n_zero / max(acc.n, 1))
 
 
 def cdf_sentence(model: str, summary: dict) -> str:
     """The magnitudes one-shot global thresholds would cut at, read off a group's saved summary (its exact
     quantiles and shares below 1e-3 and 1e-2, counted on the raw floats when the model was read)."""
+    from ..html import say
+
     q, below = summary["quantiles"], summary["frac_below"]
-    return (
-        f"{model}: a 50% magnitude threshold on its prunable weights sits at |w| = {num(q['0.5'])} and a 90% "
-        f"one at {num(q['0.9'])}; {pct(below['1e-3'])} of them are below 1e-3 and {pct(below['1e-2'])} below "
-        "1e-2."
-    )
+    return say("structure").cdf(model, q["0.5"], q["0.9"], below["1e-3"], below["1e-2"])
 
 
 def depth_sentence(
@@ -321,21 +268,12 @@ def depth_sentence(
     p < 0.05 over at least `min_blocks`)."""
     from scipy.stats import spearmanr
 
+    from ..html import say
+
     lo, hi = int(np.argmin(medians)), int(np.argmax(medians))
-    spread = (
-        f"the median |w| ranges from {num(medians[lo])} (block {blocks[lo]}) to {num(medians[hi])} "
-        f"(block {blocks[hi]})"
-    ) if num(medians[lo]) != num(medians[hi]) else f"the median |w| is {num(medians[lo])} in every block"
-    if len(blocks) < min_blocks:
-        return (
-            f"{model} {stack}: {spread}; over {plural(len(blocks), 'block')} no depth trend is claimed "
-            f"(fewer than {min_blocks})."
-        )
-    rho, p = spearmanr(blocks, medians)
-    if p < 0.05 and abs(rho) >= 0.5:
-        way = "grows" if rho > 0 else "shrinks"
-        return f"{model} {stack}: {spread}; it {way} with depth (Spearman ρ = {rho:.2f}, p = {p:.2g})."
-    return (
-        f"{model} {stack}: {spread}; no monotone depth trend (Spearman ρ = {rho:.2f}, p = {p:.2g}, "
-        f"{len(blocks)} blocks)."
-    )
+    rho = p = way = None
+    if len(blocks) >= min_blocks:
+        rho, p = spearmanr(blocks, medians)
+        way = ("grows" if rho > 0 else "shrinks") if p < 0.05 and abs(rho) >= 0.5 else None
+    return say("structure").depth(model, stack, medians[lo], blocks[lo], medians[hi], blocks[hi], len(blocks),
+                                      min_blocks, rho, p, way)

@@ -6,7 +6,7 @@ import pandas as pd
 
 from .. import facts as F
 from ..facts import megabytes, pct
-from ..html import render
+from ..html import say, tidy
 from .base import Parts, Section
 
 
@@ -42,118 +42,66 @@ class Benchmarks(Section):
             ratios = F.column(s, "index_ratio")
             if ratios.notna().any():
                 index_ratios.append((m.name, F.span(ratios.min(), ratios.max(), "{:.3f}".format) + "×"))
+        words = say("size")
         if not data:
-            return [("md", "No size results were found.")]
-        parts = [
-            ("md", render("size", sentences=F.casting_sentences(self.casting_cases()) + sentences,
-                          index_ratios=F.shared_values(index_ratios, len(self.models)),
-                          baselines=F.BASELINE_WORDS))
+            return [("md", words.none_found())]
+        # the table is numbered first, so the figure's caption names its number; it is shown after the figure
+        table = self.n.table(pd.DataFrame(rows).fillna("—"), words.table_caption(),
+                             note=words.table_note(F.BASELINE_WORDS))
+        older = any(F.column(s, "index_bits_per_weight").isna().all() for s, _, _ in data.values())
+        return [
+            ("md", tidy(words.body(F.casting_sentences(self.casting_cases()) + sentences,
+                                       F.shared_values(index_ratios, len(self.models)), F.BASELINE_WORDS))),
+            ("html", self.n.figure(size_overview_figure(data), words.figure_caption(older, self.n.tables),
+                                   words.figure_alt())),
+            ("html", table),
         ]
-        parts.append(
-            (
-                "html",
-                self.n.figure(
-                    size_overview_figure(data),
-                    "Left: bits per prunable weight spent on the positions of the kept weights, against "
-                    "H(s), the entropy of an i.i.d. random mask of that density (the bound for such a mask, "
-                    "not for these masks), and the 2:4 bound"
-                    + (" (older results without the index column are left out)" if any(
-                        F.column(s, "index_bits_per_weight").isna().all() for s, _, _ in data.values())
-                       else "")
-                    + ". Right: each compressed checkpoint as a share of its own dense file (whose dtype "
-                    "Table " + str(self.n.tables + 1) + " gives), beside the same model cast to fp16, int8 "
-                    "and 4-bit (computed from the parameter counts, not files written). Colour: model; "
-                    "marker: method.",
-                    "Scatter plots: index bits per weight against sparsity with the entropy bound; "
-                    "checkpoint size as percent "
-                    "of dense against sparsity for every model, with horizontal lines for fp16, int8 and "
-                    "4-bit casts.",
-                ),
-            )
-        )
-        table = pd.DataFrame(rows).fillna("—")
-        parts.append(
-            (
-                "html",
-                self.n.table(
-                    table,
-                    "Bytes on disk: the dense file, the same model cast (computed), and "
-                    "the compressed sparse checkpoints (global magnitude; N:M magnitude).",
-                    note="Casts: " + "; ".join(F.BASELINE_WORDS.values()) + ".",
-                ),
-            )
-        )
-        return parts
 
     def runtime(self) -> Parts:
         from ..plots import runtime_figure
 
-        parts = [
-            (
-                "md",
-                "### Runtime\n\nEvery ratio is measured in one process, dense and sparse side by side after "
-                "a "
-                "warm-up; the prose calls a change only where its 95% interval excludes 1.0×.",
-            )
-        ]
+        words = say("runtime")
+        parts = [("md", words.intro())]
         settings = []
         for m in self.models:
             rt = m.runtime
             if not len(rt):
-                parts.append(("md", f"#### {m.name}\n\nNo runtime results were found."))
+                parts.append(("md", words.none_found(m.name)))
                 continue
-            # a speech model's whole-model input is log-mel frames (Whisper: 3000 for 30 s), not tokens
-            scored = set(m.quality["metric"]) if "metric" in m.quality else set()
-            unit = "log-mel frames" if {"wer", "token_loss"} & scored else "tokens"
-            e2e = F.e2e_words(rt, "dense-kernels", unit)
-            csr_e2e = F.e2e_words(rt, "sparse-kernels-e2e", unit)
-            structured = (F.e2e_words(rt, "structured-prefill", unit)
-                          + F.e2e_words(rt, "structured-decode", unit))
-            gpu = F.rows_of(rt, "kernel-2:4")
-            facts = {
-                "model": m.name,
-                "dense_kernels": e2e,
-                "csr_e2e": csr_e2e,
-                "structured": structured,
-                "crossovers": F.crossover_words(m.crossovers, rt),
-                "crossovers_measured": F.crossovers_measured(m.crossovers),
-                "bsr": F.bsr_sentence(rt),
-                "gpu": (
-                    f"{gpu['speedup'].astype(float).min():.2f}–{gpu['speedup'].astype(float).max():.2f}× "
-                    f"over dense on {gpu['device'].iloc[0]}"
-                )
-                if len(gpu)
-                else "",
-                "missing": F.not_measured(rt, m.pruning),
-                "device": rt["device"].iloc[0] if "device" in rt else "?",
-                "repeats": int(F.column(rt, "repeats").max())
-                if F.column(rt, "repeats").notna().any()
-                else None,
-                "interleaved": bool("interleaved" in rt and (rt["interleaved"] != "").any()),
-                "unit": unit,
-            }
-            settings.append((m, rt, facts))
+            settings.append((m, rt, self.runtime_facts(m)))
         # the measuring setup, said once when every model shares it, else under each model
         shared = len({(f["device"], f["repeats"], f["interleaved"]) for _, _, f in settings}) == 1
         if shared and settings:
-            parts[0] = ("md", parts[0][1] + "\n\n" + render("runtime_setting", **settings[0][2]))
+            parts[0] = ("md", tidy(parts[0][1] + "\n\n" + words.setting(settings[0][2])))
         for m, rt, facts in settings:
-            parts.append(("md", render("runtime", **facts, setting_said=shared)))
-            parts.append(
-                (
-                    "html",
-                    self.n.figure(
-                        runtime_figure(rt, f"{m.name}: speedup over dense on {facts['device']}", m.pruning,
-                                       facts["unit"]),
-                        f"{m.name}: CSR (solid) and BSR (dashed) kernels against dense per matrix shape, one "
-                        "panel per tokens "
-                        "per batch, and the whole model; one y-range for all panels; bars are 95% intervals "
-                        "where recorded. "
-                        "What was not measured is listed under the panels.",
-                        f"Speedup over dense against sparsity for the matrix shapes of {m.name}, per tokens "
-                        "per batch, and "
-                        "whole-model speedups.",
-                    ),
-                )
-            )
+            parts.append(("md", tidy(words.model(facts, shared))))
+            figure = runtime_figure(rt, words.figure_title(m.name, facts["device"]), m.pruning, facts["unit"])
+            parts.append(("html", self.n.figure(figure, words.figure_caption(m.name),
+                                                words.figure_alt(m.name))))
         return parts
+
+    def runtime_facts(self, m) -> dict:
+        """What one model's runtime rows say: whole-model and per-matrix speedups, crossovers, the setup."""
+        rt = m.runtime
+        # a speech model's whole-model input is log-mel frames (Whisper: 3000 for 30 s), not tokens
+        scored = set(m.quality["metric"]) if "metric" in m.quality else set()
+        unit = "log-mel frames" if {"wer", "token_loss"} & scored else "tokens"
+        gpu = F.rows_of(rt, "kernel-2:4")
+        repeats = F.column(rt, "repeats")
+        return {
+            "model": m.name,
+            "dense_kernels": F.e2e_words(rt, "dense-kernels", unit),
+            "csr_e2e": F.e2e_words(rt, "sparse-kernels-e2e", unit),
+            "structured": (F.e2e_words(rt, "structured-prefill", unit)
+                           + F.e2e_words(rt, "structured-decode", unit)),
+            "crossovers": F.crossover_words(m.crossovers, rt),
+            "crossovers_measured": F.crossovers_measured(m.crossovers),
+            "bsr": F.bsr_sentence(rt),
+            "gpu": say("runtime").gpu(gpu["speedup"].astype(float).min(), gpu["speedup"].astype(float).max(),
+                                          gpu["device"].iloc[0]) if len(gpu) else "",
+            "missing": F.not_measured(rt, m.pruning),
+            "device": rt["device"].iloc[0] if "device" in rt else "?",
+            "repeats": int(repeats.max()) if repeats.notna().any() else None,
+            "interleaved": bool("interleaved" in rt and (rt["interleaved"] != "").any()),
+            "unit": unit,
+        }

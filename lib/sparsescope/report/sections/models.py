@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..facts import millions, ratio
-from ..html import render
+from ..facts import millions
+from ..html import say, tidy
 from .base import Parts, Section, caveat
 from .literature import PUBLISHED, SEED_MODELS
 
@@ -43,38 +43,23 @@ class ModelSelection(Section):
                 for m in self.models
             ]
         )
-        facts = {
-            "ratios": ratios,
-            "scale": self.scale_context(),
-            "scale_holds": self.scale_context().startswith("Smaller models are known"),
-            "caveats": [c for c in map(caveat, self.models) if c],
-            "setup": self.setup(),
-        }
+        words = say("models")
         return [
-            ("md", render("context", **facts)),
+            ("md", tidy(words.body(ratios, self.published_scale(), [c for c in map(caveat, self.models) if c],
+                                       self.setup()))),
             ("html", self.n.table(
                 # the column only where some model stands in for a seed model (the packaged profile)
                 pd.DataFrame(rows).set_index("model").drop(columns=[] if ratios else ["stands in for"]),
-                "The models.")),
-            ("html", self.n.table(sources.set_index("model"), "Where each model comes from.")),
+                words.models_caption())),
+            ("html", self.n.table(sources.set_index("model"), words.sources_caption())),
         ]
 
-    def scale_context(self) -> str:
-        """Smaller models prune worse: checked on the published numbers before it is said."""
+    @staticmethod
+    def published_scale() -> dict:
+        """Smaller models prune worse: checked on the published numbers before it is said (`holds`)."""
         p = PUBLISHED.set_index(["model", "setting"])["perplexity"]
-        small = p["OPT-125M", "magnitude 50%"] / p["OPT-125M", "dense"]
-        large = p["LLaMA-2-7B", "magnitude 50%"] / p["LLaMA-2-7B", "dense"]
-        s_small = p["OPT-125M", "SparseGPT 50%"] / p["OPT-125M", "dense"]
-        s_large = p["LLaMA-2-7B", "SparseGPT 50%"] / p["LLaMA-2-7B", "dense"]
-        if small > large and s_small > s_large:
-            return (
-                "Smaller models are known to prune worse: magnitude pruning at 50% costs OPT-125M "
-                f"{ratio(small)} its "
-                f"dense perplexity but LLaMA-2-7B {ratio(large)}; SparseGPT {ratio(s_small)} against "
-                f"{ratio(s_large)} (published WikiText-2 results; sources under Quality)."
-            )
-        return (
-            "The published results do not show smaller models pruning worse for both methods, so no size "
-            "effect "
-            "is assumed here."
-        )
+        scale = {"small": p["OPT-125M", "magnitude 50%"] / p["OPT-125M", "dense"],
+                 "large": p["LLaMA-2-7B", "magnitude 50%"] / p["LLaMA-2-7B", "dense"],
+                 "s_small": p["OPT-125M", "SparseGPT 50%"] / p["OPT-125M", "dense"],
+                 "s_large": p["LLaMA-2-7B", "SparseGPT 50%"] / p["LLaMA-2-7B", "dense"]}
+        return {**scale, "holds": scale["small"] > scale["large"] and scale["s_small"] > scale["s_large"]}

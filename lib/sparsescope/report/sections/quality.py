@@ -7,7 +7,7 @@ import pandas as pd
 
 from .. import facts as F
 from ..facts import ModelResults, num
-from ..html import render
+from ..html import say, tidy
 from .base import Parts, Section, caveat
 from .literature import PUBLISHED, PUBLISHED_SETTING, SOURCES, SPARSEGPT, WANDA
 
@@ -16,38 +16,15 @@ class Quality(Section):
     def quality(self) -> Parts:
         from ..plots import quality_overview_figure
 
-        points = self.quality_points()
-        parts = [
-            (
-                "md",
-                "### Quality\n\n"
-                + render("quality_intro", setup=self.setup(), published_setting=PUBLISHED_SETTING,
-                         objectives=F.objectives_scored(self.metrics),
-                         units=F.join(F.counted_units(self.metrics)),
-                         encoder="retrieval_top1" in self.metrics),
-            )
-        ]
+        points, words = self.quality_points(), say("quality")
+        parts = [("md", tidy(words.intro(self.setup(), PUBLISHED_SETTING, F.objectives_scored(self.metrics),
+                                             F.join(F.counted_units(self.metrics)),
+                                             "retrieval_top1" in self.metrics)))]
         if len(points):
-            parts.append(
-                (
-                    "html",
-                    self.n.figure(
-                        quality_overview_figure(points, self.published_points()),
-                        "Every model and method against sparsity, on shared log y-axes: KL from dense (left) "
-                        "and the model's own metric as "
-                        "quality kept relative to dense (right; perplexity: dense/pruned; a loss in nats: "
-                        "exp(dense − "
-                        "pruned); an accuracy: pruned/dense). Hollow: N:M. Grey open markers: published "
-                        "OPT-125M results, "
-                        f"not measured here ({PUBLISHED_SETTING}; {SPARSEGPT} {SOURCES[SPARSEGPT]}; {WANDA} "
-                        f"{SOURCES[WANDA]})."
-                        + "".join(f" {c}." for c in map(caveat, self.models) if "Q4_1" in c),
-                        "Two scatter panels against sparsity: KL divergence from the dense model, and "
-                        "quality relative to "
-                        "dense, for every model and pruning method, with published reference points.",
-                    ),
-                )
-            )
+            papers = [(SPARSEGPT, SOURCES[SPARSEGPT]), (WANDA, SOURCES[WANDA])]
+            figure = quality_overview_figure(points, self.published_points())
+            caption = words.figure_caption(PUBLISHED_SETTING, papers, self.q4_note())
+            parts.append(("html", self.n.figure(figure, caption, words.figure_alt())))
         for m in self.models:
             parts += self.model_quality(m)
         dense_ppl = PUBLISHED[PUBLISHED["setting"] == "dense"].set_index("model")["perplexity"]
@@ -56,85 +33,48 @@ class Quality(Section):
         pub = pub.assign(perplexity=pub["perplexity"].map(num))[
             ["model", "setting", "perplexity", "× dense", "source"]
         ]
-        parts.append(
-            (
-                "html",
-                self.n.table(
-                    pub.set_index(["model", "setting"]),
-                    "Published one-shot results, for scale only: WikiText-2 perplexity.",
-                    note=" ".join(f"{k} {v}." for k, v in SOURCES.items())
-                    + f" Measured on a different corpus and context length from this suite's "
-                    f"({PUBLISHED_SETTING}); compare the ratios to dense, not the "
-                    "perplexities.",
-                ),
-            )
-        )
+        parts.append(("html", self.n.table(pub.set_index(["model", "setting"]), words.published_caption(),
+                                           note=words.published_note(SOURCES, PUBLISHED_SETTING))))
         return parts
 
     def model_quality(self, m: ModelResults) -> Parts:
-        q = m.quality
+        q, words = m.quality, say("quality")
         if not len(q):
-            return [("md", f"#### {m.name}\n\nNo quality results were found.")]
+            return [("md", words.none_found(m.name))]
         metric = F.primary_metric(q)
         dense = F.dense_value(q, metric) if metric else None
         rankings, intervals = [], True
         settings = q[(q["method"] != "dense")][["target_sparsity", "nm"]].drop_duplicates()
         half = settings[np.isclose(settings["target_sparsity"].astype(float), 0.5) | (settings["nm"] != "")]
         for target, nm in half.itertuples(index=False):  # 50% and N:M in words; every target in the table
-            setting = nm or f"{float(target):.0%}"
             for met in ("kl_from_dense", metric):
                 rows = F.quality_rows(q, met, float(target), nm)
                 if rows:
                     intervals &= all(F.interval(r) for r in rows)
-                    rankings.append(
-                        f"{setting}, {F.METRIC_WORDS.get(met, met)}: "
-                        f"{F.ranking_words(rows, met in F.LOWER_BETTER, say_rule=False)}"
-                    )
-        n_scored = int(q["n_tokens"].iloc[0]) if "n_tokens" in q else None
+                    rankings.append(words.ranking(
+                        nm or f"{float(target):.0%}", F.METRIC_WORDS.get(met, met),
+                        F.ranking_words(rows, met in F.LOWER_BETTER, say_rule=False)))
+        units = {"retrieval_top1": "passages", "token_loss": "clips' tokens"}
         facts = {
             "model": m.name,
             "family": m.family,
             "metric": F.METRIC_WORDS.get(metric, metric),
             "dense": num(dense) if dense is not None else "—",
-            "n_scored": n_scored,
-            "unit": "passages"
-            if metric == "retrieval_top1"
-            else "clips' tokens"
-            if metric == "token_loss"
-            else "tokens",
+            "n_scored": int(q["n_tokens"].iloc[0]) if "n_tokens" in q else None,
+            "unit": units.get(metric, "tokens"),
             "rankings": rankings,
             "caveat": caveat(m),
             "usable": F.usable_sentence(m.name, q),
             "speech": "wer" in set(q["metric"]),
-            "rule": ""
-            if intervals
-            else f"These results carry no interval for the continuous metrics, so "
-            f"values within {F.TIE:.0%} of each other are not ranked.",
+            "rule": "" if intervals else words.no_intervals(F.TIE),
         }
-        parts = [("md", render("quality_model", **facts))]
-        parts.append(
-            (
-                "html",
-                self.n.table(
-                    self.quality_table(q),
-                    f"{m.name}: quality of every run (95% intervals in brackets where recorded"
-                    + ("; accuracies as counts k/n" if set(q["metric"]) & set(F.ACCURACY) else "")
-                    + ("; WER as word errors / words" if "wer" in set(q["metric"]) else "") + ").",
-                    wide=True,
-                    note=caveat(m),
-                ),
-            )
-        )
+        parts = [("md", tidy(words.model(facts)))]
+        scored = set(q["metric"])
+        caption = words.table_caption(m.name, bool(scored & set(F.ACCURACY)), "wer" in scored)
+        parts.append(("html", self.n.table(self.quality_table(q), caption, wide=True, note=caveat(m))))
         if len(m.transcripts):
-            parts.append(
-                (
-                    "html",
-                    self.n.table(
-                        self.transcript_table(m.transcripts),
-                        f"{m.name}: what the pruned models transcribe (first clips).",
-                    ),
-                )
-            )
+            parts.append(("html", self.n.table(self.transcript_table(m.transcripts),
+                                               words.transcripts_caption(m.name))))
         return parts
 
     @staticmethod

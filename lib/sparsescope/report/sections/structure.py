@@ -77,15 +77,8 @@ class Structure(Section):
             if not att or not mlp or not att.n or not mlp.n:
                 continue
             a, b = att.quantiles((0.5,))["0.5"], mlp.quantiles((0.5,))["0.5"]
-            hi, lo = ("attention", "MLP") if a > b else ("MLP", "attention")
-            if max(a, b) / min(a, b) < 1.005:  # equal at the printed precision: no direction to claim
-                out[m.name] = [f"Median |w| is {num(a)} in attention and {num(b)} in MLP matrices — the same "
-                               "scale, so a single global threshold takes from both alike."]
-                continue
-            out[m.name] = [
-                f"Median |w| is {num(a)} in attention, {num(b)} in MLP matrices — {hi} weights are "
-                f"{max(a, b) / min(a, b):.2f}× larger, so a single global threshold takes more from {lo}."
-            ]
+            larger = max(a, b) / min(a, b)  # under 1.005: equal as printed, no direction to claim
+            out[m.name] = [template("structure").components(a, b, larger, larger < 1.005)]
         return out
 
     def statistics_table(self) -> pd.DataFrame:
