@@ -644,3 +644,63 @@ def test_a_model_without_quality_results_is_not_measured_in_the_summary(report_p
     table = Report(results, [model]).summary_table()
     assert len(table) and set(table["quality vs dense"]) == {"not measured"} and set(table["KL (nats)"]) == {
         "not measured"}
+
+
+def test_a_speed_claim_never_rests_on_the_best_of_noisy_timings():
+    # the report once said "BSR reached at best 3.03× dense" from a row whose interval was 0.10–6.72×
+    rows = pd.DataFrame([
+        {"kind": "kernel-bsr", "shape_or_model": "384x384", "sparsity": 0.5, "tokens": 128, "speedup": 3.03,
+         "speedup_lo": 0.10, "speedup_hi": 6.72},
+        {"kind": "kernel-bsr", "shape_or_model": "384x1536", "sparsity": 0.9, "tokens": 1, "speedup": 0.81,
+         "speedup_lo": 0.78, "speedup_hi": 0.84},
+        {"kind": "kernel-bsr", "shape_or_model": "384x1536", "sparsity": 0.5, "tokens": 1, "speedup": 0.62,
+         "speedup_lo": 0.60, "speedup_hi": 0.64}])
+    said = F.bsr_sentence(rows)
+    assert "3.03" not in said and "did not pay off" in said and "0.81×" in said  # the surest case decides
+    assert "1 of 3 timings" in said and "disturbed" in said
+    only_noise = F.bsr_sentence(rows.iloc[:1])
+    assert "no BSR speed is claimed" in only_noise and "3.03" not in only_noise
+
+
+def test_a_perplexity_above_the_vocabulary_is_called_collapse_and_not_ranked():
+    # SmolLM2 (|V| = 49,152) once read "sparsegpt 331 is best ...; behind: ... 105,715" as numbers to compare
+    from types import SimpleNamespace
+
+    from sparsescope.report.html import Numbering
+    from sparsescope.report.text import Report
+    q = quality([("dense", 0, "", "perplexity", 26.1), ("sparsegpt", 0.5, "", "perplexity", 331.0),
+                 ("layer_magnitude", 0.5, "", "perplexity", 421.0), ("global_magnitude", 0.5, "", "perplexity", 105715.0)])
+    m = SimpleNamespace(name="lm", family="decoder-only", quality=q, transcripts=pd.DataFrame(), vocab_size=49152,
+                        dist=SimpleNamespace(summary={"model_info": {}}))
+    report = object.__new__(Report)
+    report.n = Numbering()
+    said = report.model_quality(m)[0][1]
+    line = next(x for x in said.splitlines() if x.startswith("- 50%, perplexity"))
+    assert "global_magnitude 105,715 is collapsed" in line and "worse than a uniform guess" in line
+    assert "behind: layer_magnitude" in line and "105,715" not in line.split(";")[0]
+    assert F.collapsed({"metric": "perplexity", "value": 49153.0}, 49152)
+    assert not F.collapsed({"metric": "perplexity", "value": 49151.0}, 49152)
+    assert not F.collapsed({"metric": "perplexity", "value": 1e6}, None)  # unknown vocabulary: no claim
+
+
+def test_casts_are_compared_in_bytes_only_while_their_quality_is_unmeasured():
+    base = {"fp16": 50, "int8": 27, "4-bit": 15}
+    said = F.casting_sentence("m", base, 100, 70)
+    assert "casting alone is smaller" in said and "quality is not measured" in said
+    assert "buy less" not in said and "lower precision" not in said  # no verdict on quality from bytes
+
+
+def test_layer_collapse_is_weighed_against_layer_wise_pruning_by_the_data():
+    # SmolLM2: global magnitude empties a v_proj (97.9% zero) yet layer-wise magnitude scores worse, 421 vs 331
+    from types import SimpleNamespace
+    worse = SimpleNamespace(name="lm", quality=quality([("dense", 0, "", "perplexity", 26.1),
+                                                        ("global_magnitude", 0.5, "", "perplexity", 331.0),
+                                                        ("layer_magnitude", 0.5, "", "perplexity", 421.0)]))
+    better = SimpleNamespace(name="enc", quality=quality([("dense", 0, "", "mlm_loss", 2.0),
+                                                          ("global_magnitude", 0.5, "", "mlm_loss", 4.0),
+                                                          ("layer_magnitude", 0.5, "", "mlm_loss", 3.0)]))
+    tied = SimpleNamespace(name="t", quality=quality([("global_magnitude", 0.5, "", "perplexity", 30.0),
+                                                      ("layer_magnitude", 0.5, "", "perplexity", 30.5)]))
+    assert F.global_against_layerwise([worse, better, tied]) == [
+        ("lm", "perplexity", "331", "421", "worse"), ("enc", "MLM loss", "4", "3", "better"),
+        ("t", "perplexity", "30", "30.5", "tied")]

@@ -182,8 +182,14 @@ def describe(model: str | ModelEntry) -> dict:
     layers = " + ".join(str(blocks[s]) for s in ("encoder", "decoder") if s in blocks) or "0"
     return {**entry.as_dict(), "family": entry.family or family_from_config(config), "folder": str(folder),
             "architecture": (config.get("architectures") or [config.get("model_type", "?")])[0],
-            "layers": layers,
+            "layers": layers, "vocab_size": vocab_size(config),
             "dtype": config.get("dtype") or config.get("torch_dtype") or "float32"}
+
+
+def vocab_size(config: dict) -> int | None:
+    """The output vocabulary's size (a perplexity above it is worse than a uniform guess); None if unstated."""
+    found = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
+    return int(found) if found else None
 
 
 def auto_class(config):

@@ -114,6 +114,26 @@ def separated(a: dict, b: dict) -> bool:
     return hi > lo * (1 + TIE)
 
 
+def global_against_layerwise(results: list[ModelResults], target: float = 0.5) -> list[tuple]:
+    """Per model with both runs at `target`: (model, metric words, global magnitude's value, layer-wise
+    magnitude's, verdict) on the model's own metric, the verdict "better", "worse" or "tied" for layer-wise
+    (which holds every matrix at the target, so it cannot collapse a layer), decided by `separated`."""
+    out = []
+    for m in results:
+        metric = primary_metric(m.quality) if len(m.quality) else None
+        if metric is None:
+            continue
+        rows = {r["method"]: r for r in quality_rows(m.quality, metric, target, "")}
+        if not {"global_magnitude", "layer_magnitude"} <= set(rows):
+            continue
+        g, lw = rows["global_magnitude"], rows["layer_magnitude"]
+        lower = float(lw["value"]) < float(g["value"])
+        verdict = ("tied" if not separated(g, lw) else
+                   "better" if lower == (metric in LOWER_BETTER) else "worse")
+        out.append((m.name, SHORT_METRIC.get(metric, metric), num(g["value"]), num(lw["value"]), verdict))
+    return out
+
+
 def ranking(rows: list[dict], lower_better: bool) -> dict:
     """Rows of one metric at one setting: the leaders (not separable from the best) and the rest."""
     ordered = sorted(rows, key=lambda r: float(r["value"]), reverse=not lower_better)
@@ -135,6 +155,12 @@ def ranking_words(rows: list[dict], lower_better: bool, fmt=None, say_rule: bool
     r = ranking(rows, lower_better)
     tie = TIE if not r["intervals"] and say_rule else None
     return say("findings").ranked([fmt(x) for x in r["leaders"]], [fmt(x) for x in r["rest"]], tie)
+
+
+def collapsed(row: dict, vocab: int | None) -> bool:
+    """A perplexity above the vocabulary size is worse than a uniform guess over every token: the model has
+    collapsed, and the number is not one to rank or compare."""
+    return bool(vocab) and row.get("metric") == "perplexity" and float(row["value"]) > vocab
 
 
 def value_text(row: dict) -> str:
@@ -267,7 +293,8 @@ def scale_sentence(results: list[ModelResults], published: pd.DataFrame, strong:
         if primary_metric(m.quality) != "perplexity" or not len(ref):
             continue
         rows = quality_rows(m.quality, "perplexity", 0.5, "")
-        ours = [r for r in rows if r["method"] == "sparsegpt"]
+        vocab = getattr(m, "vocab_size", None)
+        ours = [r for r in rows if r["method"] == "sparsegpt" and not collapsed(r, vocab)]
         dense = dense_value(m.quality, "perplexity")
         if not ours or not dense:
             continue

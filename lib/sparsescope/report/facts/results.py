@@ -85,6 +85,17 @@ class ModelResults:
     def family(self) -> str:
         return self.dist.summary["family"]
 
+    @property
+    def vocab_size(self) -> int | None:
+        """From the summary, or for results written before it was recorded, the model folder's config."""
+        from ...sources.registry import vocab_size
+
+        info = self.dist.summary.get("model_info", {})
+        if info.get("vocab_size"):
+            return int(info["vocab_size"])
+        config = Path(info.get("folder", "")) / "config.json"
+        return vocab_size(json.loads(config.read_text())) if info.get("folder") and config.exists() else None
+
 
 def load_model(results_dir: str | os.PathLike, model: str) -> ModelResults:
     folder = results_path(results_dir, model, "distribution")

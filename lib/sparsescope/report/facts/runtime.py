@@ -90,17 +90,33 @@ def all_hold_one(rows: pd.DataFrame) -> bool | None:
     return all(lo <= 1.0 <= hi for lo, hi in spans)
 
 
+DISTURBED = 3.0  # a 95% interval wider than this factor (hi / lo): a disturbed timing, no evidence either way
+
+
+def disturbed(interval: tuple[float, float] | None) -> bool:
+    """Whether a timing's interval is too wide to support any claim (it spans more than DISTURBED×)."""
+    return interval is not None and not (interval[0] > 0 and interval[1] / interval[0] <= DISTURBED)
+
+
 def bsr_sentence(runtime: pd.DataFrame) -> str:
+    """What the BSR kernel rows support. Never the best of point estimates: among the rows whose interval is
+    narrow enough to read, the surest case (highest lower bound) decides; disturbed rows are set aside."""
     from ..html import say
 
     bsr = rows_of(runtime, "kernel-bsr")
     if not len(bsr):
         return ""
-    best = bsr.loc[pd.to_numeric(bsr["speedup"]).idxmax()]
-    span = speed_interval(dict(best))
-    faster = (span[0] > 1) if span else float(best["speedup"]) > 1
+    rows = [dict(r) for _, r in bsr.iterrows()]
+    spans = [speed_interval(r) for r in rows]
+    readable = [(r, s) for r, s in zip(rows, spans) if s is not None and not disturbed(s)]
+    set_aside = sum(disturbed(s) for s in spans)
+    if readable:
+        best, span = max(readable, key=lambda rs: rs[1][0])
+    else:  # no interval to read: the point estimates only, never called a win
+        best, span = max(rows, key=lambda r: float(r["speedup"])), None
     return say("runtime").bsr(float(best["speedup"]), best["shape_or_model"], float(best["sparsity"]),
-                                  int(best["tokens"]), span, faster)
+                              int(best["tokens"]), span, any(s is not None for s in spans), set_aside, len(rows),
+                              DISTURBED)
 
 
 def csr_rules(crossovers: pd.DataFrame) -> pd.Series | None:

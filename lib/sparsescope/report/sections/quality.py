@@ -49,11 +49,14 @@ class Quality(Section):
         for target, nm in half.itertuples(index=False):  # 50% and N:M in words; every target in the table
             for met in ("kl_from_dense", metric):
                 rows = F.quality_rows(q, met, float(target), nm)
-                if rows:
+                gone = [r for r in rows if F.collapsed(r, m.vocab_size)]
+                rows = [r for r in rows if r not in gone]
+                if rows or gone:
                     intervals &= all(F.interval(r) for r in rows)
                     rankings.append(words.ranking(
                         nm or f"{float(target):.0%}", F.METRIC_WORDS.get(met, met),
-                        F.ranking_words(rows, met in F.LOWER_BETTER, say_rule=False)))
+                        F.ranking_words(rows, met in F.LOWER_BETTER, say_rule=False) if rows else "",
+                        [f"{r['method']} {F.num(r['value'])}" for r in gone], m.vocab_size))
         units = {"retrieval_top1": "passages", "token_loss": "clips' tokens"}
         facts = {
             "model": m.name,

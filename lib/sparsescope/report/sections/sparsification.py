@@ -32,7 +32,9 @@ class Sparsification(Section):
         parts = [("md", tidy(words.intro(described, F.skipped_sentence(self.models))))]
         found = [(m, c) for m in self.models for c in [F.layer_collapse(m.per_matrix)] if len(c)]
         worst, held = self.worst_collapse(found), self.held_by_construction(methods)
-        parts.append(("md", words.layer_collapse(worst, held)))
+        against = F.global_against_layerwise(self.models)
+        groups = [(v, [a for a in against if a[4] == v]) for v in ("worse", "better", "tied")]
+        parts.append(("md", words.layer_collapse(worst, held, [g for g in groups if g[1]], len(against))))
         if found:
             parts.append(("html", self.n.table(self.collapse_table(found), words.collapse_caption(),
                                                breakable_columns=("most-pruned matrix",))))

@@ -66,6 +66,8 @@ class Summary(Section):
                 if metric and len(q[q["metric"] == metric]):
                     r = dict(q[q["metric"] == metric].iloc[0])
                     cell = f"{F.value_text(r)} ({F.relative_words(metric, float(r['value']), dense)})"
+                    if F.collapsed(r, m.vocab_size):
+                        cell = f"{F.value_text(r)} (collapsed: above |V| = {m.vocab_size:,})"
                 if len(q) and len(q[q["metric"] == "kl_from_dense"]):  # no quality.csv: an empty frame
                     kl = F.value_text(dict(q[q["metric"] == "kl_from_dense"].iloc[0]))
                 rows.append(
