@@ -704,3 +704,15 @@ def test_layer_collapse_is_weighed_against_layer_wise_pruning_by_the_data():
     assert F.global_against_layerwise([worse, better, tied]) == [
         ("lm", "perplexity", "331", "421", "worse"), ("enc", "MLM loss", "4", "3", "better"),
         ("t", "perplexity", "30", "30.5", "tied")]
+
+
+def test_table_one_has_a_dense_row_and_says_a_models_dense_kernel_speed_once(report_pdf):
+    from sparsescope.report.text import Report
+    results = report_pdf[0].parent.parent / "results"
+    (model,) = [p.name for p in results.iterdir()]
+    table = Report(results, [model]).summary_table()
+    assert list(table.index.get_level_values("run"))[0] == "dense"
+    assert table.iloc[0]["bytes vs dense"] == "100%" and "[" in table.iloc[0]["quality vs dense"]
+    speed = table[next(c for c in table.columns if c.startswith("speed"))]
+    sparse = [s for run, s in zip(table.index.get_level_values("run"), speed) if run != "dense"]
+    assert len(sparse) > 1 and sum(s != "as above †" for s in sparse) == 1 and "no change †" in sparse[0]

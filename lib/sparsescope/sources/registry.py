@@ -187,7 +187,7 @@ def describe(model: str | ModelEntry) -> dict:
 
 
 def vocab_size(config: dict) -> int | None:
-    """The output vocabulary's size (a perplexity above it is worse than a uniform guess); None if unstated."""
+    """The output vocabulary's size (a perplexity above it is worse than a uniform guess), or None."""
     found = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
     return int(found) if found else None
 

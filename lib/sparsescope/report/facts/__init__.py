@@ -9,15 +9,16 @@ when this was one module.
 """
 from .format import (fixed1, join, megabytes, millions, num, pct, plural, ratio, shared_values, span)
 from .quality import (ACCURACY, COUNTED_UNITS, LOWER_BETTER, METRIC_WORDS, OBJECTIVES, PRIMARY, SHORT_METRIC,
-                      TIE, calibrated_count, calibrated_sentence, collapsed, counted_units, counts, dense_value,
-                      global_against_layerwise,
+                      TIE, calibrated_count, calibrated_sentence, collapsed, counted_units, counts,
+                      dense_value, global_against_layerwise,
                       half_sparsity_clause, interval, iterative_runs, kept, kl_by_target, kl_leaders,
                       lowest_target_is_best, metrics_scored, model_note, objectives_scored, primary_metric,
                       quality_rows, ranking, ranking_words, relative_words, scale_sentence, separated,
                       usable_sentence, value_text, wilson)
 from .results import (CALIBRATED, MAGNITUDE, ModelResults, TEXT_COLUMNS, _json, column, crossovers_of,
                       load_model, per_matrix_table, read_table, run_label, skipped_sentence)
-from .runtime import (DISTURBED, all_hold_one, bsr_sentence, crossover_words, crossovers_measured, crossovers_timed_once,
+from .runtime import (DISTURBED, all_hold_one, bsr_sentence, crossover_words, crossovers_measured,
+                      crossovers_timed_once,
                       csr_rules, disturbed, e2e_words, not_measured, rows_of, speed_cell, speed_interval,
                       speed_words)
 from .weights import (BASELINE_WORDS, COLLAPSED, ROLE_LABELS, _dims, beside_weights, casting_sentence,

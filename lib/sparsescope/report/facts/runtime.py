@@ -115,8 +115,8 @@ def bsr_sentence(runtime: pd.DataFrame) -> str:
     else:  # no interval to read: the point estimates only, never called a win
         best, span = max(rows, key=lambda r: float(r["speedup"])), None
     return say("runtime").bsr(float(best["speedup"]), best["shape_or_model"], float(best["sparsity"]),
-                              int(best["tokens"]), span, any(s is not None for s in spans), set_aside, len(rows),
-                              DISTURBED)
+                              int(best["tokens"]), span, any(s is not None for s in spans), set_aside,
+                              len(rows), DISTURBED)
 
 
 def csr_rules(crossovers: pd.DataFrame) -> pd.Series | None:

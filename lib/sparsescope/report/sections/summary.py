@@ -47,12 +47,21 @@ class Summary(Section):
         return [("html", toc(SECTIONS[1:]))]
 
     def summary_table(self) -> pd.DataFrame:
-        rows = []
+        """Table 1: per model a dense row, then every run at 50% and N:M. A sparse run's dense-kernel speed is
+        one measurement per model (zeros cost the same whichever method chose them): said on its first row."""
+        rows, wer = [], "wer" in self.metrics
         for m in self.models:
             metric = F.primary_metric(m.quality) if len(m.quality) else None
             dense = F.dense_value(m.quality, metric) if metric else None
+            model = f"{m.name} ({F.METRIC_WORDS.get(metric, 'no metric')})"
+            dense_rows = m.quality[m.quality["method"] == "dense"] if len(m.quality) else m.quality
+            rows.append({"model": model, "run": "dense",
+                         "quality vs dense": self.quality_cell(m, dense_rows, metric, dense, reference=True),
+                         "KL (nats)": "0 (reference)" if len(dense_rows) else "not measured",
+                         "bytes vs dense": "100%", "speed, batch 1": "1.00× (reference)",
+                         **({"WER": self.quality_cell(m, dense_rows, "wer", None)} if wer else {})})
+            said_speed = False
             for run in runs_at(m).itertuples():
-                label = F.run_label(run.method, run.target_sparsity, run.nm)
                 q = (
                     m.quality[
                         (m.quality["method"] == run.method)
@@ -62,30 +71,43 @@ class Summary(Section):
                     if len(m.quality)
                     else m.quality
                 )
-                cell = kl = "not measured"
-                if metric and len(q[q["metric"] == metric]):
-                    r = dict(q[q["metric"] == metric].iloc[0])
-                    cell = f"{F.value_text(r)} ({F.relative_words(metric, float(r['value']), dense)})"
-                    if F.collapsed(r, m.vocab_size):
-                        cell = f"{F.value_text(r)} (collapsed: above |V| = {m.vocab_size:,})"
-                if len(q) and len(q[q["metric"] == "kl_from_dense"]):  # no quality.csv: an empty frame
-                    kl = F.value_text(dict(q[q["metric"] == "kl_from_dense"].iloc[0]))
-                rows.append(
-                    {
-                        "model": f"{m.name} ({F.METRIC_WORDS.get(metric, 'no metric')})",
-                        "run": label,
-                        "quality vs dense": cell,
-                        "KL (nats)": kl,
-                        "bytes vs dense": pct(run.saved_bytes / run.dense_bytes),
-                        "speed, batch 1": self.speed_of(m, run),
-                    }
-                )
+                speed = self.speed_of(m, run)
+                if getattr(run, "kind", "") != "structured" and speed != "not measured":
+                    speed, said_speed = (speed if not said_speed else "as above †"), True
+                rows.append({
+                    "model": model,
+                    "run": F.run_label(run.method, run.target_sparsity, run.nm),
+                    "quality vs dense": self.quality_cell(m, q, metric, dense),
+                    "KL (nats)": self.quality_cell(m, q, "kl_from_dense", None),
+                    "bytes vs dense": pct(run.saved_bytes / run.dense_bytes),
+                    "speed, batch 1": speed,
+                    **({"WER": self.quality_cell(m, q, "wer", None)} if wer else {}),
+                })
         timed = [F.rows_of(m.runtime, "dense-kernels") for m in self.models]
         seqlens = {int(x) for t in timed if len(t) for x in F.column(t, "seqlen").dropna()}
         if len(seqlens) == 1:  # a latency names its tokens per batch
             header = f"speed, batch 1 × {seqlens.pop()} tokens"
             rows = [{header if k == "speed, batch 1" else k: v for k, v in r.items()} for r in rows]
         return pd.DataFrame(rows).set_index(["model", "run"]) if rows else pd.DataFrame()
+
+    @staticmethod
+    def quality_cell(m, q: pd.DataFrame, metric: str | None, dense: float | None,
+                     reference: bool = False) -> str:
+        """One run's value of `metric` as Table 1 prints it: with its interval (a count with its Wilson
+        interval), then its ratio or difference to dense; a perplexity above the vocabulary is collapse."""
+        found = q[q["metric"] == metric] if metric and len(q) else q.iloc[0:0]
+        if not len(found):
+            return "not measured"
+        r = dict(found.iloc[0])
+        text = F.value_text(r)
+        counted = F.counts(r)
+        if counted and r.get("metric") in F.ACCURACY:
+            text += " [" + F.span(*F.wilson(*counted), F.pct) + "]"
+        if reference:
+            return text
+        if F.collapsed(r, m.vocab_size):
+            return f"{text} (collapsed: above |V| = {m.vocab_size:,})"
+        return f"{text} ({F.relative_words(metric, float(r['value']), dense)})" if dense is not None else text
 
     def headlines(self) -> list[str]:
         """4–6 findings, each leading with its number, each only where its condition holds."""
