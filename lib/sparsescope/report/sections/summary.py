@@ -164,7 +164,9 @@ class Summary(Section):
         table = self.summary_table()
         shown = F.counted_units(self.metrics & set(F.PRIMARY))  # the table holds the primary metrics only
         words = say("summary")
-        parts = [("md", words.findings(self.headlines()))]
+        shares = [0.5 * m.dist.summary["n_prunable"] / m.dist.summary["n_params"] for m in self.models]
+        prunable = F.span(min(shares), max(shares), F.pct) if shares else ""
+        parts = [("md", words.findings(self.headlines(), prunable, "retrieval_top1" in self.metrics))]
         if len(table):
             parts.append(("html", self.n.table(table, words.table_caption(), wide=True,
                                                note=words.table_note(shown, self.q4_note()))))
