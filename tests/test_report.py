@@ -716,3 +716,15 @@ def test_table_one_has_a_dense_row_and_says_a_models_dense_kernel_speed_once(rep
     speed = table[next(c for c in table.columns if c.startswith("speed"))]
     sparse = [s for run, s in zip(table.index.get_level_values("run"), speed) if run != "dense"]
     assert len(sparse) > 1 and sum(s != "as above †" for s in sparse) == 1 and "no change †" in sparse[0]
+
+
+def test_a_wer_the_teacher_forced_loss_hides_is_a_finding():
+    # Whisper: wanda 50% WER 1.06 against sparsegpt 0.258, token losses not separable
+    q = pd.DataFrame([
+        {"method": m, "target_sparsity": 0.5, "nm": "", "metric": met, "value": v, "ci_lo": lo, "ci_hi": hi}
+        for m, met, v, lo, hi in (("wanda", "token_loss", 1.20, 1.0, 1.4), ("sparsegpt", "token_loss", 1.15, 0.95, 1.35),
+                                  ("wanda", "wer", 1.06, 0.95, 1.18), ("sparsegpt", "wer", 0.258, 0.2, 0.31))])
+    better, worse = F.hidden_by_loss(q)
+    assert (better["method"], worse["method"]) == ("sparsegpt", "wanda")
+    apart = q.assign(ci_lo=[1.15, 0.9, 0.95, 0.2], ci_hi=[1.25, 1.0, 1.18, 0.31], value=[1.2, 0.95, 1.06, 0.258])
+    assert F.hidden_by_loss(apart) is None  # the loss already tells them apart

@@ -10,7 +10,7 @@ when this was one module.
 from .format import (fixed1, join, megabytes, millions, num, pct, plural, ratio, shared_values, span)
 from .quality import (ACCURACY, COUNTED_UNITS, LOWER_BETTER, METRIC_WORDS, OBJECTIVES, PRIMARY, SHORT_METRIC,
                       TIE, calibrated_count, calibrated_sentence, collapsed, counted_units, counts,
-                      dense_value, global_against_layerwise,
+                      dense_value, global_against_layerwise, hidden_by_loss,
                       half_sparsity_clause, interval, iterative_runs, kept, kl_by_target, kl_leaders,
                       lowest_target_is_best, metrics_scored, model_note, objectives_scored, primary_metric,
                       quality_rows, ranking, ranking_words, relative_words, scale_sentence, separated,

@@ -308,6 +308,19 @@ def scale_sentence(results: list[ModelResults], published: pd.DataFrame, strong:
     return ""
 
 
+def hidden_by_loss(quality: pd.DataFrame, target: float = 0.5) -> tuple[dict, dict] | None:
+    """A speech model's pair of runs at `target` whose teacher-forced token losses cannot be separated but
+    whose WERs can: (better, worse) by WER, the pair furthest apart; None when the loss tells them apart."""
+    if "metric" not in quality or not {"token_loss", "wer"} <= set(quality["metric"]):
+        return None
+    loss = {r["method"]: r for r in quality_rows(quality, "token_loss", target, "")}
+    wer = {r["method"]: r for r in quality_rows(quality, "wer", target, "")}
+    pairs = [(wer[a], wer[b]) for a in wer for b in wer if a in loss and b in loss and
+             float(wer[a]["value"]) < float(wer[b]["value"]) and separated(wer[a], wer[b]) and
+             not separated(loss[a], loss[b])]
+    return max(pairs, key=lambda p: float(p[1]["value"]) - float(p[0]["value"])) if pairs else None
+
+
 def model_note(m: ModelResults) -> str:
     """What about a model's own weights qualifies any comparison of it (the registry's note), short."""
     info = m.dist.summary.get("model_info", {}) if getattr(m, "dist", None) is not None else {}

@@ -158,6 +158,11 @@ class Summary(Section):
             if usable:
                 out.append(usable)
                 break
+        for m in self.models:  # a teacher-forced loss that hides what the model transcribes
+            hidden = F.hidden_by_loss(m.quality) if len(m.quality) else None
+            if hidden:
+                out.append(words.hidden_by_loss(m.name, *hidden))
+                break
         return out[:6]
 
     def summary(self) -> Parts:
