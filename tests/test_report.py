@@ -728,3 +728,24 @@ def test_a_wer_the_teacher_forced_loss_hides_is_a_finding():
     assert (better["method"], worse["method"]) == ("sparsegpt", "wanda")
     apart = q.assign(ci_lo=[1.15, 0.9, 0.95, 0.2], ci_hi=[1.25, 1.0, 1.18, 0.31], value=[1.2, 0.95, 1.06, 0.258])
     assert F.hidden_by_loss(apart) is None  # the loss already tells them apart
+
+
+def test_structured_speed_is_read_from_its_readable_timings_with_each_runs_quality():
+    from types import SimpleNamespace
+
+    from sparsescope.report.sections.base import Section
+    timings = pd.DataFrame([  # ffn_activation-0.5 at batch 1 and 8; one timing disturbed (3.81 in 0.28–14.8)
+        {"kind": "structured-prefill", "run": "ffn_activation-0.5", "batch": 1, "speedup": 3.81, "speedup_lo": 0.28,
+         "speedup_hi": 14.8},
+        {"kind": "structured-prefill", "run": "ffn_activation-0.5", "batch": 8, "speedup": 1.45, "speedup_lo": 1.30,
+         "speedup_hi": 1.60}])
+    pruning = pd.DataFrame([{"method": "ffn_activation", "target_sparsity": 0.5, "kind": "structured",
+                             "checkpoint": "/r/lm/pruning/ffn_activation-0.5/dense"}])
+    m = SimpleNamespace(name="lm", runtime=timings, pruning=pruning,
+                        quality=quality([("dense", 0, "", "perplexity", 26.1),
+                                         ("ffn_activation", 0.5, "", "perplexity", 131.0)]))
+    section = object.__new__(Section)
+    section.models = [m]
+    found = section.structured_speed()
+    assert found["span"] == "1.45" and (found["faster"], found["readable"], found["timed"]) == (1, 1, 2)
+    assert found["costs"] == ["lm ffn_activation 50%: perplexity 131 (5.02× dense)"] and found["batches"] == ["1", "8"]

@@ -134,6 +134,41 @@ class Section:
         cell = F.speed_cell(float(r["speedup"]), F.speed_interval(dict(r)))
         return cell + ("" if getattr(run, "kind", "") == "structured" else " †")
 
+    def structured_speed(self) -> dict | None:
+        """What the structured runs (a smaller model, not a sparser one) buy end to end at batch 1 and cost in
+        quality: the speedups of the timings that can be read (not disturbed), how many are measurably
+        faster, and each run's own metric against dense. None when no structured run was timed."""
+        speeds, faster, timed, costs, batches = [], 0, 0, [], set()
+        for m in self.models:
+            rows = F.rows_of(m.runtime, "structured-prefill")
+            if not len(rows) or "run" not in rows:
+                continue
+            metric = F.primary_metric(m.quality) if len(m.quality) else None
+            dense = F.dense_value(m.quality, metric) if metric else None
+            for run, group in rows.groupby("run", sort=True):
+                for r in group.to_dict("records"):
+                    span = F.speed_interval(r)
+                    timed += 1
+                    batches |= {int(r["batch"])} if math.isfinite(float(r.get("batch", "nan"))) else set()
+                    if span is not None and not F.disturbed(span):
+                        speeds.append(float(r["speedup"]))
+                        faster += span[0] > 1.0
+                made = m.pruning[[Path(str(c)).parent.name == run for c in m.pruning["checkpoint"]]] if len(
+                    m.pruning) and "checkpoint" in m.pruning else m.pruning
+                if metric and dense is not None and len(made):
+                    p = made.iloc[0]
+                    found = [q for q in F.quality_rows(m.quality, metric, float(p["target_sparsity"]), "")
+                             if q["method"] == p["method"]]
+                    if found:
+                        costs.append(f"{m.name} {F.run_label(p['method'], p['target_sparsity'], '')}: "
+                                     f"{F.SHORT_METRIC.get(metric, metric)} {F.num(found[0]['value'])} "
+                                     f"({F.relative_words(metric, float(found[0]['value']), dense)})")
+        if not timed:
+            return None
+        return {"span": F.span(min(speeds), max(speeds), "{:.2f}".format) if speeds else "", "faster": faster,
+                "readable": len(speeds), "timed": timed, "costs": costs,
+                "batches": [str(b) for b in sorted(batches)]}
+
     def calibrated_ran(self) -> tuple[str, ...]:
         """Wanda / SparseGPT as named in prose, those of them these results hold."""
         ran = {x for m in self.models if len(m.pruning) for x in m.pruning["method"]}

@@ -150,6 +150,9 @@ class Summary(Section):
                 batches = sorted({int(b) for m in self.models for b in
                                   F.column(F.rows_of(m.runtime, "dense-kernels"), "batch").dropna()})
                 out.append(words.speed_held(len(held), len(verdicts), [str(b) for b in batches]))
+        structured = self.structured_speed()
+        if structured:  # the positive answer to "how do I get faster?"
+            out.append(say("findings").structured(structured, strong=True))
         scale = F.scale_sentence(self.models, PUBLISHED, strong=True)
         if scale:
             out.append(scale)
