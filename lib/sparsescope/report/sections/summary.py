@@ -110,7 +110,8 @@ class Summary(Section):
         return f"{text} ({F.relative_words(metric, float(r['value']), dense)})" if dense is not None else text
 
     def headlines(self) -> list[str]:
-        """4–6 findings, each leading with its number, each only where its condition holds."""
+        """Up to 6 findings, each leading with its number, each only where its condition holds, ranked by the
+        reader's questions: how good (KL, what a speech model transcribes), how fast, how small, then the rest."""
         out, words = [], say("summary")
         kl = F.kl_by_target(self.models)
         half = kl[np.isclose(kl["target_sparsity"].astype(float), 0.5)] if len(kl) else kl
@@ -124,18 +125,19 @@ class Summary(Section):
                 if names:
                     leading.setdefault(names[0] if len(names) == 1 else " and ".join(names) + ", tied,", []
                                        ).append(m.name)
-            out.append(words.kl(
+            out.append((0, words.kl(
                 F.span(best["value"].min(), best["value"].max()),
                 [(method, ms, len(ms) == len(best) > 1) for method, ms in leading.items()],
                 F.span(gm["value"].min(), gm["value"].max()) if len(gm) else "",
-                F.calibrated_sentence(*F.calibrated_count(self.models), self.calibrated_ran())))
+                F.calibrated_sentence(*F.calibrated_count(self.models), self.calibrated_ran()))))
         collapses = [(m, F.layer_collapse(m.per_matrix)) for m in self.models]
         collapses = [(m, c) for m, c in collapses if len(c)]
         if collapses:  # the model that empties a matrix the most, at whichever target
             m, c = F.worst_collapse(collapses)
             if F.near_collapse([(m.name, c)]):
-                out.append(F.collapse_sentence(m.name, c, strong=True))
-        out += F.casting_sentences(self.casting_cases(), strong=True)  # one per verdict, the commonest first
+                out.append((6, F.collapse_sentence(m.name, c, strong=True)))
+        # one per verdict, the commonest first
+        out += [(5, s) for s in F.casting_sentences(self.casting_cases(), strong=True)]
         verdicts = []
         for m in self.models:
             rows = F.rows_of(m.runtime, "dense-kernels")
@@ -145,28 +147,28 @@ class Summary(Section):
             held = [name for name, v in verdicts if v]
             unknown = [name for name, v in verdicts if v is None]
             if unknown:
-                out.append(words.speed_unknown(len(unknown), len(verdicts)))
+                out.append((4, words.speed_unknown(len(unknown), len(verdicts))))
             else:  # older runtime.csv files have no batch column
                 batches = sorted({int(b) for m in self.models for b in
                                   F.column(F.rows_of(m.runtime, "dense-kernels"), "batch").dropna()})
-                out.append(words.speed_held(len(held), len(verdicts), [str(b) for b in batches]))
+                out.append((4, words.speed_held(len(held), len(verdicts), [str(b) for b in batches])))
         structured = self.structured_speed()
         if structured:  # the positive answer to "how do I get faster?"
-            out.append(say("findings").structured(structured, strong=True))
+            out.append((3, say("findings").structured(structured, strong=True)))
         scale = F.scale_sentence(self.models, PUBLISHED, strong=True)
         if scale:
-            out.append(scale)
+            out.append((7, scale))
         for m in self.models:
             usable = F.usable_sentence(m.name, m.quality, strong=True) if len(m.quality) else ""
             if usable:
-                out.append(usable)
+                out.append((1, usable))
                 break
         for m in self.models:  # a teacher-forced loss that hides what the model transcribes
             hidden = F.hidden_by_loss(m.quality) if len(m.quality) else None
             if hidden:
-                out.append(words.hidden_by_loss(m.name, *hidden))
+                out.append((2, words.hidden_by_loss(m.name, *hidden)))
                 break
-        return out[:6]
+        return [text for _, text in sorted(out, key=lambda found: found[0])][:6]  # the reader's questions first
 
     def summary(self) -> Parts:
         table = self.summary_table()
