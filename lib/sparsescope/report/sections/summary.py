@@ -111,7 +111,7 @@ class Summary(Section):
 
     def headlines(self) -> list[str]:
         """Up to 6 findings, each leading with its number, each only where its condition holds, ranked by the
-        reader's questions: how good (KL, what a speech model transcribes), how fast, how small, then the rest."""
+        reader's questions: how good (KL, what a speech model transcribes), how fast, how small, the rest."""
         out, words = [], say("summary")
         kl = F.kl_by_target(self.models)
         half = kl[np.isclose(kl["target_sparsity"].astype(float), 0.5)] if len(kl) else kl
@@ -168,7 +168,7 @@ class Summary(Section):
             if hidden:
                 out.append((2, words.hidden_by_loss(m.name, *hidden)))
                 break
-        return [text for _, text in sorted(out, key=lambda found: found[0])][:6]  # the reader's questions first
+        return [text for _, text in sorted(out, key=lambda found: found[0])][:6]
 
     def summary(self) -> Parts:
         table = self.summary_table()
