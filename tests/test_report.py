@@ -749,3 +749,20 @@ def test_structured_speed_is_read_from_its_readable_timings_with_each_runs_quali
     found = section.structured_speed()
     assert found["span"] == "1.45" and (found["faster"], found["readable"], found["timed"]) == (1, 1, 2)
     assert found["costs"] == ["lm ffn_activation 50%: perplexity 131 (5.02× dense)"] and found["batches"] == ["1", "8"]
+
+
+def test_crossovers_are_one_table_of_shapes_by_tokens_per_batch():
+    from sparsescope.report.sections.benchmarks import Benchmarks
+    crossovers = pd.DataFrame([
+        {"kind": "kernel-csr", "shape_or_model": "1536x384", "tokens": 16, "crossover_sparsity": 0.9,
+         "measured_sparsities": "0.5 0.9 0.98", "rule": "interval"},
+        {"kind": "kernel-csr", "shape_or_model": "384x384", "tokens": 16, "crossover_sparsity": None,
+         "measured_sparsities": "0.5 0.9 0.98", "rule": "interval"},
+        {"kind": "kernel-csr", "shape_or_model": "384x384", "tokens": 1, "crossover_sparsity": None,
+         "measured_sparsities": "0.5 0.9", "rule": "one repeat"}])
+    table = Benchmarks.crossover_table(crossovers)
+    assert list(table.columns) == ["1 token per batch", "16 tokens per batch"]
+    assert list(table.index) == [("CSR", "384x384"), ("CSR", "1536x384")]  # smaller matrix first
+    assert table.loc[("CSR", "1536x384"), "16 tokens per batch"] == "90%"
+    assert table.loc[("CSR", "384x384"), "16 tokens per batch"] == "never (to 98%)"
+    assert table.loc[("CSR", "384x384"), "1 token per batch"] == "timed once"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from .. import facts as F
@@ -78,7 +80,34 @@ class Benchmarks(Section):
             figure = runtime_figure(rt, words.figure_title(m.name, facts["device"]), m.pruning, facts["unit"])
             parts.append(("html", self.n.figure(figure, words.figure_caption(m.name),
                                                 words.figure_alt(m.name))))
+            table = self.crossover_table(m.crossovers)
+            if len(table):
+                parts.append(("html", self.n.table(table, words.crossover_caption(
+                    m.name, F.crossovers_measured(m.crossovers)))))
         return parts
+
+    @staticmethod
+    def crossover_table(crossovers: pd.DataFrame) -> pd.DataFrame:
+        """Kernel and matrix shape by tokens per batch: the measured sparsity from which the sparse kernel
+        wins at it and every measured sparsity above ("never": not up to the highest measured)."""
+        if not len(crossovers) or "crossover_sparsity" not in crossovers:
+            return pd.DataFrame()
+
+        def cell(r) -> str:
+            if r.get("rule") == "one repeat":
+                return "timed once"
+            at = pd.to_numeric(pd.Series([r["crossover_sparsity"]]), errors="coerce").iloc[0]
+            measured = [float(x) for x in str(r.get("measured_sparsities", "")).split()]
+            return f"{at:.0%}" if at == at else f"never (to {max(measured):.0%})" if measured else "never"
+
+        rows = crossovers.assign(kernel=crossovers["kind"].str.replace("kernel-", "").str.upper(),
+                                 cell=[cell(r) for r in crossovers.to_dict("records")],
+                                 size=[math.prod(int(d) for d in str(s).split("x") if d.isdigit())
+                                       for s in crossovers["shape_or_model"]])
+        table = rows.sort_values(["kernel", "size", "tokens"]).pivot_table(
+            index=["kernel", "shape_or_model"], columns="tokens", values="cell", aggfunc="first", sort=False)
+        table.columns = [F.plural(int(n), "token") + " per batch" for n in table.columns]
+        return table.rename_axis(["kernel", "matrix shape"]).fillna("—")
 
     def runtime_facts(self, m) -> dict:
         """What one model's runtime rows say: whole-model and per-matrix speedups, crossovers, the setup."""
