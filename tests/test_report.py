@@ -766,3 +766,14 @@ def test_crossovers_are_one_table_of_shapes_by_tokens_per_batch():
     assert table.loc[("CSR", "1536x384"), "16 tokens per batch"] == "90%"
     assert table.loc[("CSR", "384x384"), "16 tokens per batch"] == "never (to 98%)"
     assert table.loc[("CSR", "384x384"), "1 token per batch"] == "timed once"
+
+
+def test_a_disturbed_timing_supports_no_claim_either_way():
+    # SmolLM2 under load: dense kernels 0.41x [0.24-1.35], a structured run 3.81x [0.28-14.8]
+    wide = {"speedup": 0.41, "speedup_lo": 0.24, "speedup_hi": 1.35}
+    assert F.disturbed(F.speed_interval(wide)) and not F.disturbed((0.9, 1.1))
+    assert F.speed_words(0.41, F.speed_interval(wide)).startswith("no reading")
+    assert F.speed_cell(0.41, F.speed_interval(wide)).endswith("disturbed")
+    rows = pd.DataFrame([wide, {"speedup": 1.0, "speedup_lo": 0.95, "speedup_hi": 1.05}])
+    assert F.all_hold_one(rows) is None  # not "no measurable change"
+    assert F.all_hold_one(rows.iloc[1:]) is True

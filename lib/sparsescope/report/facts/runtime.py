@@ -22,12 +22,20 @@ def speed_interval(row) -> tuple[float, float] | None:
     return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
 
 
+DISTURBED = 3.0  # a 95% interval wider than this factor (hi / lo): a disturbed timing, no evidence either way
+
+
+def disturbed(interval: tuple[float, float] | None) -> bool:
+    """Whether a timing's interval is too wide to support any claim (it spans more than DISTURBED×)."""
+    return interval is not None and not (interval[0] > 0 and interval[1] / interval[0] <= DISTURBED)
+
+
 def speed_words(speedup: float, interval: tuple[float, float] | None) -> str:
     """A latency ratio as a reader may take it: an interval that holds 1.0 is no measurable change; without
     a recorded interval the ratio is printed but not called an effect."""
     from ..html import say
 
-    return say("runtime").speed(speedup, interval)
+    return say("runtime").speed(speedup, interval, disturbed(interval))
 
 
 def speed_cell(speedup: float, interval: tuple[float, float] | None) -> str:
@@ -35,7 +43,8 @@ def speed_cell(speedup: float, interval: tuple[float, float] | None) -> str:
     if interval is None:
         return f"{speedup:.2f}× (no interval)"
     lo, hi = interval
-    verdict = "no change" if lo <= 1.0 <= hi else "faster" if lo > 1 else "slower"
+    verdict = ("disturbed" if disturbed(interval) else "no change" if lo <= 1.0 <= hi else
+               "faster" if lo > 1 else "slower")
     return f"{speedup:.2f}× [{lo:.2f}–{hi:.2f}] {verdict}"
 
 
@@ -76,26 +85,19 @@ def e2e_words(runtime: pd.DataFrame, kind: str, unit: str = "tokens") -> list[st
         out.append(say("runtime").e2e(
             run if run != "nan" else "", kind.endswith("-decode"),  # decode: per new token with the KV cache
             int(batch) if math.isfinite(batch) else None, int(seqlen) if math.isfinite(seqlen) else None,
-            int(r["tokens"]), unit, float(r["speedup"]), speed_interval(dict(r))))
+            int(r["tokens"]), unit, float(r["speedup"]), span := speed_interval(dict(r)), disturbed(span)))
     return out
 
 
 def all_hold_one(rows: pd.DataFrame) -> bool | None:
-    """True when every row's interval holds 1.0; None when some row has no interval."""
+    """True when every row's interval holds 1.0; None when some row has no interval to read (none recorded,
+    or one too wide: disturbed)."""
     if not len(rows):
         return None
     spans = [speed_interval(dict(r)) for _, r in rows.iterrows()]
-    if any(s is None for s in spans):
+    if any(s is None or disturbed(s) for s in spans):
         return None
     return all(lo <= 1.0 <= hi for lo, hi in spans)
-
-
-DISTURBED = 3.0  # a 95% interval wider than this factor (hi / lo): a disturbed timing, no evidence either way
-
-
-def disturbed(interval: tuple[float, float] | None) -> bool:
-    """Whether a timing's interval is too wide to support any claim (it spans more than DISTURBED×)."""
-    return interval is not None and not (interval[0] > 0 and interval[1] / interval[0] <= DISTURBED)
 
 
 def bsr_sentence(runtime: pd.DataFrame) -> str:

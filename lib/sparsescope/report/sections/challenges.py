@@ -42,7 +42,11 @@ class Challenges(Section):
     def kl_moves(kl: pd.DataFrame) -> list[str]:
         """Per model, how far KL from dense ranges over the unstructured methods at 50%: (model, lowest,
         its method, highest, its method), as printed."""
-        half = kl[np.isclose(kl["target_sparsity"].astype(float), 0.5)] if len(kl) else kl
+        from ...pruning.structured import STRUCTURED
+
+        # unstructured methods only: a structured run changes the model's shape, not its sparsity pattern
+        half = kl[np.isclose(kl["target_sparsity"].astype(float), 0.5)
+                  & ~kl["method"].isin(STRUCTURED)] if len(kl) else kl
         moves = []
         for model, g in half.groupby("model", sort=False) if len(half) else []:
             lo, hi = g.loc[g["value"].idxmin()], g.loc[g["value"].idxmax()]
@@ -80,6 +84,15 @@ class Challenges(Section):
             "sized": len(half_share),
         }
 
+    @staticmethod
+    def readable_verdicts(rows: pd.DataFrame) -> dict:
+        """How many timings' intervals can be read (recorded, not disturbed) and how many of those lie
+        wholly below or above 1.0×: counts, never the extremes of point estimates."""
+        spans = [F.speed_interval(r) for r in rows.to_dict("records")]
+        readable = [s for s in spans if s is not None and not F.disturbed(s)]
+        return {"timed": len(spans), "readable": len(readable), "slower": sum(s[1] < 1.0 for s in readable),
+                "faster": sum(s[0] > 1.0 for s in readable)}
+
     def speed_answers(self) -> dict:
         """Dense kernels' verdict and the CSR crossovers over every model."""
         dk = pd.concat([F.rows_of(m.runtime, "dense-kernels") for m in self.models] or [pd.DataFrame()])
@@ -105,17 +118,13 @@ class Challenges(Section):
                 f"{r.shape_or_model} {float(r.speedup):.2f}× "
                 f"[{float(r.speedup_lo):.2f}, {float(r.speedup_hi):.2f}]"
                 for r in dk.itertuples() if {"speedup_lo", "speedup_hi"} <= set(dk.columns)
-                and (float(r.speedup_lo) > 1.0 or float(r.speedup_hi) < 1.0)) if len(dk) else "",
+                and (float(r.speedup_lo) > 1.0 or float(r.speedup_hi) < 1.0)
+                and not F.disturbed(F.speed_interval(r._asdict()))) if len(dk) else "",
             "crossover": (F.span(found.min(), found.max(), "{:.0%}".format) if len(found) else ""),
             "crossover_measured": F.crossovers_measured(cross) if len(cross) else True,
             "timed_once": F.crossovers_timed_once(cross) if len(cross) else False,
             # the device the kernel sweep ran on (device_name: "cpu (N threads)" or the GPU's model)
             "kernel_device": "" if not len(csr_rt) or "device" not in csr_rt else "CPU " if csr_rt[
                 "device"].astype(str).str.startswith("cpu").all() else "GPU ",
-            "half_csr": (
-                F.span(half_csr["speedup"].astype(float).min(), half_csr["speedup"].astype(float).max())
-                + "×"
-                if len(half_csr)
-                else ""
-            ),
+            "half_csr": self.readable_verdicts(half_csr) if len(half_csr) else None,
         }

@@ -70,6 +70,7 @@ class Quality(Section):
             "usable": F.usable_sentence(m.name, q),
             "speech": "wer" in set(q["metric"]),
             "rule": "" if intervals else words.no_intervals(F.TIE),
+            "nm": bool((half["nm"] != "").any()),
         }
         parts = [("md", tidy(words.model(facts)))]
         scored = set(q["metric"])

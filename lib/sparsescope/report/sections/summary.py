@@ -178,6 +178,8 @@ class Summary(Section):
         prunable = F.span(min(shares), max(shares), F.pct) if shares else ""
         parts = [("md", words.findings(self.headlines(), prunable, "retrieval_top1" in self.metrics))]
         if len(table):
-            parts.append(("html", self.n.table(table, words.table_caption(), wide=True,
+            nm = sorted({x for m in self.models if len(m.pruning) and "nm" in m.pruning
+                         for x in m.pruning["nm"].fillna("").astype(str) if x})
+            parts.append(("html", self.n.table(table, words.table_caption(nm), wide=True,
                                                note=words.table_note(shown, self.q4_note()))))
         return parts
