@@ -777,3 +777,11 @@ def test_a_disturbed_timing_supports_no_claim_either_way():
     rows = pd.DataFrame([wide, {"speedup": 1.0, "speedup_lo": 0.95, "speedup_hi": 1.05}])
     assert F.all_hold_one(rows) is None  # not "no measurable change"
     assert F.all_hold_one(rows.iloc[1:]) is True
+
+
+def test_the_report_closes_with_a_conclusion_from_its_own_numbers(report_pdf):
+    html = report_pdf[0].read_text()
+    headings = [re.sub(r"<[^>]+>|¶", "", h).strip() for h in re.findall(r"<h2[^>]*>(.*?)</h2>", html, re.S)]
+    assert headings[-1] == "Conclusion"
+    ending = re.sub(r"<[^>]+>", " ", html[html.rfind('id="Conclusion"'):])
+    assert "To get smaller" in ending and "% of the dense bytes" in ending

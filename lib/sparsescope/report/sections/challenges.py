@@ -36,7 +36,9 @@ class Challenges(Section):
         parts = [("md", tidy(str(words)))]
         if not len(iterative):
             parts.append(("html", self.n.table(LITERATURE.set_index("how"), words.literature_caption())))
-        return parts
+        fast = self.structured_speed()
+        ending = words.conclusion({**facts, "fast": fast["span"] if fast else ""})
+        return parts + ([("md", tidy(ending))] if ending.strip() != "## Conclusion" else [])
 
     @staticmethod
     def kl_moves(kl: pd.DataFrame) -> list[str]:
