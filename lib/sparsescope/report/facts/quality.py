@@ -324,8 +324,11 @@ def hidden_by_loss(quality: pd.DataFrame, target: float = 0.5) -> tuple[dict, di
 def model_note(m: ModelResults) -> str:
     """What about a model's own weights qualifies any comparison of it (the registry's note), short."""
     info = m.dist.summary.get("model_info", {}) if getattr(m, "dist", None) is not None else {}
-    return "its weights went through 4-bit (Q4_1) quantisation" if "Q4_1" in (
-        info.get("note", "") + info.get("source", "")) else ""
+    told = info.get("note", "") + info.get("source", "")
+    notes = ["it is the instruction-tuned (Instruct) model, not a base model like the papers'"
+             if "Instruct" in told else "",
+             "its weights went through 4-bit (Q4_1) quantisation" if "Q4_1" in told else ""]
+    return " and ".join(n for n in notes if n)
 
 
 

@@ -223,6 +223,23 @@ class Section:
             "calibrated": " and ".join(self.calibrated_ran()),
         }
 
+    def samples(self) -> list[str]:
+        """The sample behind the intervals, as counts: windows, passages, clips and words, timing repeats."""
+        s, out = self.setup(), []
+        if s["n_tokens"] and s["window"]:
+            out.append(f"bootstrap over up to {s['n_tokens'] // s['window']} windows of {s['window']} tokens")
+        if s["n_passages"]:
+            out.append(f"{s['n_passages']} passages")
+        if s["n_clips"]:
+            words = {int(t) for m in self.models if "wer" in F.column(m.quality, "metric").astype(str).values
+                     for t in F.column(m.quality[m.quality["metric"] == "wer"], "total").dropna()}
+            said = f" ({F.join(sorted(map(str, words)))} words)" if words else ""
+            out.append(f"{s['n_clips']} clips{said}")
+        repeats = {int(r) for m in self.models for r in F.column(m.runtime, "repeats").dropna()}
+        if repeats:
+            out.append("speed over " + "/".join(map(str, sorted(repeats))) + " interleaved repeats")
+        return out
+
     def q4_note(self) -> str:
         """' <caveat>.' for every model whose weights went through 4-bit quantisation, else ''."""
         return "".join(f" {c}." for c in map(caveat, self.models) if "Q4_1" in c)

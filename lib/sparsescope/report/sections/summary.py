@@ -181,5 +181,5 @@ class Summary(Section):
             nm = sorted({x for m in self.models if len(m.pruning) and "nm" in m.pruning
                          for x in m.pruning["nm"].fillna("").astype(str) if x})
             parts.append(("html", self.n.table(table, words.table_caption(nm), wide=True,
-                                               note=words.table_note(shown, self.q4_note()))))
+                                               note=words.table_note(shown, self.q4_note(), self.samples()))))
         return parts
