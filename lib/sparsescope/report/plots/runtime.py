@@ -21,10 +21,19 @@ def _spread(rows: pd.DataFrame) -> np.ndarray | None:
     return np.vstack([(s - lo).clip(lower=0).fillna(0), (hi - s).clip(lower=0).fillna(0)])
 
 
-def runtime_figure(runtime, title: str, pruning=None, unit: str = "tokens"):
-    """Speedup over dense (log, one y-range for every panel): the CSR (solid) and BSR (dashed) kernel sweep,
-    one panel per tokens-per-batch, and the whole model end to end. Panels exist only for what was measured;
-    what was not is written under the figure. Any subset of rows gives a figure."""
+def speed_range(runtimes: list[pd.DataFrame]) -> tuple[float, float] | None:
+    """One log y-range for every model's runtime figure: every speedup and interval end, with a margin."""
+    values = pd.concat([pd.to_numeric(column(rt, c), errors="coerce") for rt in runtimes if len(rt)
+                        for c in ("speedup", "speedup_lo", "speedup_hi")] or [pd.Series(dtype=float)])
+    values = values[values > 0]
+    return (float(values.min()) / 1.25, float(values.max()) * 1.25) if len(values) else None
+
+
+def runtime_figure(runtime, title: str, pruning=None, unit: str = "tokens", ylim=None):
+    """Speedup over dense (log, one y-range for every panel, and with `ylim` (speed_range) for every model):
+    the CSR (solid) and BSR (dashed) kernel sweep, one panel per tokens-per-batch, and the whole model end
+    to end. Panels exist only for what was measured; what was not is written under the figure. Any subset of
+    rows gives a figure."""
     runtime = runtime if len(runtime) else pd.DataFrame(columns=["kind"])
     csr, bsr = rows_of(runtime, "kernel-csr"), rows_of(runtime, "kernel-bsr")
     token_counts = sorted(set(pd.to_numeric(csr["tokens"]).astype(int)) if len(csr) else set())
@@ -58,8 +67,12 @@ def runtime_figure(runtime, title: str, pruning=None, unit: str = "tokens"):
     for ax in flat[:panels]:
         ax.set_yscale("log")
         ax.axhline(1.0, color="0.3", lw=0.8, ls="--")
-    for row in axes:
-        row[0].set_ylabel("speedup over dense (×, log)")
+        if ylim:
+            ax.set_ylim(*ylim)
+    if nrows == 1:
+        axes[0][0].set_ylabel("speedup over dense (×, log)")
+    else:  # one label for the stacked rows, not one per row overlapping in the margin
+        fig.supylabel("speedup over dense (×, log)", fontsize=plt.rcParams["axes.labelsize"])
     if panels == 0:
         flat[0].set_visible(True)
         flat[0].text(0.5, 0.5, "no runtime rows", ha="center", va="center", transform=flat[0].transAxes)

@@ -61,6 +61,7 @@ class Benchmarks(Section):
 
     def runtime(self) -> Parts:
         from ..plots import runtime_figure
+        from ..plots.runtime import speed_range
 
         words = say("runtime")
         parts = [("md", words.intro())]
@@ -76,14 +77,18 @@ class Benchmarks(Section):
         if shared and settings:
             parts[0] = ("md", tidy(parts[0][1] + "\n\n" + words.setting(settings[0][2])))
         for m, rt, facts in settings:
+            # the crossover table is numbered first, so the paragraph names it; it is shown after the figure
+            table = self.crossover_table(m.crossovers)
+            crossovers = self.n.table(table, words.crossover_caption(
+                m.name, F.crossovers_measured(m.crossovers))) if len(table) else ""
+            facts["crossover_table"] = self.n.tables if crossovers else None
             parts.append(("md", tidy(words.model(facts, shared))))
-            figure = runtime_figure(rt, words.figure_title(m.name, facts["device"]), m.pruning, facts["unit"])
+            figure = runtime_figure(rt, words.figure_title(m.name, facts["device"]), m.pruning, facts["unit"],
+                                    ylim=speed_range([s[1] for s in settings]))
             parts.append(("html", self.n.figure(figure, words.figure_caption(m.name),
                                                 words.figure_alt(m.name))))
-            table = self.crossover_table(m.crossovers)
-            if len(table):
-                parts.append(("html", self.n.table(table, words.crossover_caption(
-                    m.name, F.crossovers_measured(m.crossovers)))))
+            if crossovers:
+                parts.append(("html", crossovers))
         return parts
 
     @staticmethod
