@@ -30,7 +30,7 @@ class Challenges(Section):
             **self.speed_answers(),
             "half_clause": F.half_sparsity_clause(kl),
             "gpu": any(len(F.rows_of(m.runtime, "kernel-2:4")) for m in self.models),
-            "structured": say("findings").structured(s) if (s := self.structured_speed()) else "",
+            "structured": s["span"] if (s := self.structured_speed()) else "",
         }
         words = say("challenges", **facts)
         parts = [("md", tidy(str(words)))]
