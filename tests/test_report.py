@@ -785,3 +785,15 @@ def test_the_report_closes_with_a_conclusion_from_its_own_numbers(report_pdf):
     assert headings[-1] == "Conclusion"
     ending = re.sub(r"<[^>]+>", " ", html[html.rfind('id="Conclusion"'):])
     assert "To get smaller" in ending and "% of the dense bytes" in ending
+
+
+def test_the_wer_column_marks_models_that_transcribe_nothing_as_not_applicable():
+    from types import SimpleNamespace
+
+    from sparsescope.report.text import Report
+    text = SimpleNamespace(quality=quality([("dense", 0, "", "perplexity", 20.0)]), vocab_size=None)
+    speech = SimpleNamespace(quality=quality([("dense", 0, "", "wer", 0.1)]), vocab_size=None)
+    report = object.__new__(Report)
+    assert report.wer_cell(text, text.quality) == "—"
+    assert report.wer_cell(speech, speech.quality).startswith("0.1")
+    assert report.wer_cell(speech, speech.quality.iloc[0:0]) == "not measured"

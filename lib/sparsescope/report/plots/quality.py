@@ -136,9 +136,10 @@ def quality_overview_figure(points: pd.DataFrame, published: pd.DataFrame | None
     ]
     methods = list(dict.fromkeys(points["method"]))
     method_handles = [Line2D([], [], color="0.3", marker=marker(m), ls="none", label=m) for m in methods]
-    method_handles.append(
-        Line2D([], [], color="0.3", marker="o", mfc="none", ls="none", label="N:M (hollow)")
-    )
+    if len(points) and (points["nm"].fillna("").astype(str) != "").any():  # an entry only for what is drawn
+        method_handles.append(
+            Line2D([], [], color="0.3", marker="o", mfc="none", ls="none", label="N:M (hollow)")
+        )
     handles = model_handles + method_handles + published_handles
     fig.legend(handles=handles, loc="lower center", ncol=4, bbox_to_anchor=(0.5, 0))
     rows = math.ceil(len(handles) / 4)

@@ -59,7 +59,7 @@ class Summary(Section):
                          "quality vs dense": self.quality_cell(m, dense_rows, metric, dense, reference=True),
                          "KL (nats)": "0 (reference)" if len(dense_rows) else "not measured",
                          "bytes vs dense": "100%", "speed, batch 1": "1.00× (reference)",
-                         **({"WER": self.quality_cell(m, dense_rows, "wer", None)} if wer else {})})
+                         **({"WER": self.wer_cell(m, dense_rows)} if wer else {})})
             said_speed = False
             for run in runs_at(m).itertuples():
                 q = (
@@ -81,7 +81,7 @@ class Summary(Section):
                     "KL (nats)": self.quality_cell(m, q, "kl_from_dense", None),
                     "bytes vs dense": pct(run.saved_bytes / run.dense_bytes),
                     "speed, batch 1": speed,
-                    **({"WER": self.quality_cell(m, q, "wer", None)} if wer else {}),
+                    **({"WER": self.wer_cell(m, q)} if wer else {}),
                 })
         timed = [F.rows_of(m.runtime, "dense-kernels") for m in self.models]
         seqlens = {int(x) for t in timed if len(t) for x in F.column(t, "seqlen").dropna()}
@@ -89,6 +89,11 @@ class Summary(Section):
             header = f"speed, batch 1 × {seqlens.pop()} tokens"
             rows = [{header if k == "speed, batch 1" else k: v for k, v in r.items()} for r in rows]
         return pd.DataFrame(rows).set_index(["model", "run"]) if rows else pd.DataFrame()
+
+    def wer_cell(self, m, q: pd.DataFrame) -> str:
+        """WER where the model is scored by it; '—' for a model that transcribes nothing."""
+        scored = len(m.quality) and "metric" in m.quality and (m.quality["metric"] == "wer").any()
+        return self.quality_cell(m, q, "wer", None) if scored else "—"
 
     @staticmethod
     def quality_cell(m, q: pd.DataFrame, metric: str | None, dense: float | None,
